@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/hindsight-metrics/hindsight/test/cluster"
+)
+
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	dir := fs.String("dir", filepath.Join("_output", "demo"), "directory for the cluster's PKI, kubeconfigs, data and logs (wiped at start)")
+	nodes := fs.Int("nodes", 3, "number of simulated (kwok) nodes")
+	resolution := fs.Duration("metric-resolution", 15*time.Second, "scrape interval of the metrics server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *nodes < 1 || *nodes > 50 {
+		return fmt.Errorf("--nodes must be between 1 and 50, got %d", *nodes)
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return fmt.Errorf("resolve --dir: %w", err)
+	}
+	if err := os.RemoveAll(abs); err != nil {
+		return fmt.Errorf("clean %s: %w", abs, err)
+	}
+
+	start := time.Now()
+	c, err := cluster.Start(ctx, cluster.Options{Dir: abs, Progress: os.Stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Println("\ndemo: stopping every process the demo started ...")
+		if err := c.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+			return
+		}
+		fmt.Println("demo: stopped; logs are in", filepath.Join(abs, "logs"))
+	}()
+
+	if err := populate(ctx, c, *nodes); err != nil {
+		return err
+	}
+	ms, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: *resolution, Register: true})
+	if err != nil {
+		return err
+	}
+	binDir := filepath.Join(abs, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return fmt.Errorf("create bin dir: %w", err)
+	}
+	if err := os.Symlink(c.Tools.Kubectl, filepath.Join(binDir, "kubectl")); err != nil {
+		return fmt.Errorf("link kubectl: %w", err)
+	}
+	fmt.Printf(`
+demo: ready in %s. metrics.k8s.io is served by the metrics-server %s peer (pid %d, 127.0.0.1:%d);
+      Hindsight takes its place once its metrics API lands. In another terminal:
+
+  export KUBECONFIG=%s PATH=%s:$PATH
+  kubectl top nodes                    # numbers after two scrapes (%s apart)
+  kubectl top pods -A --containers
+  kubectl get hpa -n shop -w           # web scales with its simulated CPU, which changes every 30s
+
+Press Ctrl-C to stop everything.
+`, time.Since(start).Round(time.Second), cluster.MetricsServerVersion, ms.PID(), ms.Port, c.Kubeconfig(), binDir, *resolution)
+
+	varyUsage(ctx, c)
+	return nil
+}
+
+// populate creates the simulated fleet: nodes in two zones, three Deployments in namespace
+// shop (one under an HPA), and batch pods whose usage varyUsage changes.
+func populate(ctx context.Context, c *cluster.Cluster, nodes int) error {
+	for i := range nodes {
+		zone := []string{"zone-a", "zone-b"}[i%2]
+		if _, err := c.CreateNode(ctx, cluster.NodeSpec{Name: fmt.Sprintf("kwok-node-%d", i), Labels: map[string]string{
+			"topology.kubernetes.io/zone": zone, "node.kubernetes.io/instance-type": "kwok.large",
+		}}); err != nil {
+			return err
+		}
+	}
+	node := func(i int) string { return fmt.Sprintf("kwok-node-%d", i%nodes) }
+	req := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}
+	for i, d := range []cluster.DeploymentSpec{
+		{Name: "web", Replicas: 1, Usage: cluster.Usage{CPU: "120m", Memory: "96Mi"}},
+		{Name: "api", Replicas: 2, Usage: cluster.Usage{CPU: "80m", Memory: "200Mi"}},
+		{Name: "cache", Replicas: 1, Usage: cluster.Usage{CPU: "30m", Memory: "900Mi"}},
+	} {
+		d.Namespace, d.Node, d.Requests = "shop", node(i), req
+		if _, err := c.CreateDeployment(ctx, d); err != nil {
+			return err
+		}
+	}
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
+			MinReplicas:    ptr.To[int32](1),
+			MaxReplicas:    5,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name:   corev1.ResourceCPU,
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](80)},
+			}}},
+		},
+	}
+	if _, err := c.Client().AutoscalingV2().HorizontalPodAutoscalers("shop").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create hpa: %w", err)
+	}
+	for i := range 3 {
+		if _, err := c.CreatePod(ctx, cluster.PodSpec{
+			Namespace: "batch", Name: fmt.Sprintf("cruncher-%d", i), Node: node(i + 1),
+			Containers: []string{"main", "log-shipper"}, Labels: map[string]string{"app": "cruncher"},
+			Usage: cluster.Usage{CPU: "200m", Memory: "256Mi"}, Requests: req,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// varyUsage changes the simulated usage every 30 seconds until ctx ends: the crunchers
+// follow a sine wave, and web's template alternates between low and high CPU (a rollout
+// the HPA reacts to).
+func varyUsage(ctx context.Context, c *cluster.Cluster) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for step := 1; ; step++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i := range 3 {
+			cpu := 200 + 150*math.Sin(float64(step+i)/2)
+			u := cluster.Usage{CPU: fmt.Sprintf("%dm", int(cpu)), Memory: fmt.Sprintf("%dMi", 200+20*((step+i)%5))}
+			if err := c.SetPodUsage(ctx, "batch", fmt.Sprintf("cruncher-%d", i), u); err != nil && ctx.Err() == nil {
+				fmt.Fprintln(os.Stderr, "demo:", err)
+			}
+		}
+		web := cluster.Usage{CPU: "60m", Memory: "96Mi"}
+		if step%4 < 2 {
+			web.CPU = "180m"
+		}
+		if err := c.SetDeploymentUsage(ctx, "shop", "web", web); err != nil && ctx.Err() == nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+		}
+	}
+}
