@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -21,7 +22,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "Usage: hindsight [flags]\n\nHindsight serves metrics.k8s.io from kubelet resource metrics and keeps their history.\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == pflag.ErrHelp {
+		if errors.Is(err, pflag.ErrHelp) {
 			return
 		}
 		fmt.Fprintln(os.Stderr, "hindsight:", err)
