@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// BuildHindsight builds ./cmd/hindsight from this source tree into dir and returns the
+// binary's path. With a warm Go build cache it takes seconds.
+func BuildHindsight(ctx context.Context, dir string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "hindsight")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/hindsight")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build hindsight: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Hindsight is a running Hindsight process of the cluster.
+type Hindsight struct {
+	*Process
+	Port       int
+	StorageDir string
+	// Args are the arguments it was started with, to start it again the same way.
+	Args []string
+	bin  string
+}
+
+// HindsightOptions configure StartHindsight.
+type HindsightOptions struct {
+	// Binary is the hindsight binary; empty means BuildHindsight into the cluster dir.
+	Binary string
+	// Resolution is --metric-resolution; zero means 10s.
+	Resolution time.Duration
+	// StorageDir is --storage-path; empty means <cluster dir>/data/hindsight.
+	StorageDir string
+	// Port is --secure-port; zero means a free port.
+	Port int
+	// Register makes Hindsight the cluster's metrics.k8s.io server for v1 and v1beta1 and
+	// waits until both APIServices are Available.
+	Register bool
+	// ExtraArgs are appended to the command line.
+	ExtraArgs []string
+}
+
+// StartHindsight starts Hindsight as user system:hindsight with the same RBAC and flags a
+// cluster gives metrics-server: delegated authentication and authorization through the
+// kube-apiserver, kubelet TLS verified against the cluster CA.
+func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hindsight, error) {
+	if o.Resolution == 0 {
+		o.Resolution = 10 * time.Second
+	}
+	if o.StorageDir == "" {
+		o.StorageDir = filepath.Join(c.Dir, "data", "hindsight")
+	}
+	if o.Binary == "" {
+		var err error
+		if o.Binary, err = BuildHindsight(ctx, filepath.Join(c.Dir, "bin")); err != nil {
+			return nil, err
+		}
+	}
+	const user = "system:hindsight"
+	if err := c.GrantMetricsServerRBAC(ctx, user); err != nil {
+		return nil, err
+	}
+	kc := filepath.Join(c.Dir, "kubeconfig", "hindsight.conf")
+	if _, err := os.Stat(kc); err != nil {
+		cert, key, err := c.PKI.ClientCert("hindsight-client", user)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.WriteKubeconfig(kc, user, cert, key); err != nil {
+			return nil, err
+		}
+	}
+	if o.Port == 0 {
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		o.Port = ports[0]
+	}
+	timeout := min(10*time.Second, o.Resolution/2)
+	args := append([]string{
+		"--bind-address=127.0.0.1", "--secure-port=" + itoa(o.Port),
+		"--tls-cert-file=" + c.PKI.Path("hindsight-serving.crt"), "--tls-private-key-file=" + c.PKI.Path("hindsight-serving.key"),
+		"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
+		"--kubelet-preferred-address-types=InternalIP", "--kubelet-use-node-status-port",
+		"--kubelet-certificate-authority=" + c.PKI.Path("ca.crt"),
+		"--metric-resolution=" + o.Resolution.String(), "--kubelet-request-timeout=" + timeout.String(),
+		"--storage-path=" + o.StorageDir,
+	}, o.ExtraArgs...)
+	h := &Hindsight{Port: o.Port, StorageDir: o.StorageDir, Args: args, bin: o.Binary}
+	if err := c.runHindsight(ctx, h); err != nil {
+		return nil, err
+	}
+	if o.Register {
+		if err := c.RegisterAPIService(ctx, "hindsight", o.Port, "metrics.k8s.io", "v1", "v1beta1"); err != nil {
+			return nil, err
+		}
+		for _, v := range []string{"v1", "v1beta1"} {
+			if err := c.WaitAPIServiceAvailable(ctx, v+".metrics.k8s.io", 120*time.Second); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return h, nil
+}
+
+// RestartHindsight starts a stopped or killed Hindsight again with the same arguments and
+// storage, and waits until it answers /livez.
+func (c *Cluster) RestartHindsight(ctx context.Context, h *Hindsight) error {
+	if done, _ := h.Exited(); !done {
+		return fmt.Errorf("hindsight (pid %d) is still running", h.PID())
+	}
+	return c.runHindsight(ctx, h)
+}
+
+func (c *Cluster) runHindsight(ctx context.Context, h *Hindsight) error {
+	p, err := c.start("hindsight", h.bin, h.Args...)
+	if err != nil {
+		return err
+	}
+	h.Process = p
+	url := fmt.Sprintf("https://127.0.0.1:%d/livez", h.Port)
+	if err := waitReady(ctx, p, 60*time.Second, "hindsight /livez", httpOK(insecureHTTP, url)); err != nil {
+		return err
+	}
+	c.logf("hindsight serving on 127.0.0.1:%d (pid %d)", h.Port, p.PID())
+	return nil
+}

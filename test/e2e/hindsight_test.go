@@ -1,0 +1,364 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+
+	"github.com/hindsight-metrics/hindsight/test/cluster"
+)
+
+var hindsightPods = append([]cluster.PodSpec{
+	// No node and no scheduler: it stays Pending, and must have no metrics.
+	{Name: "pending-0", Usage: cluster.Usage{CPU: "300m", Memory: "100Mi"}},
+}, smokePods...)
+
+// TestHindsight runs Hindsight as the cluster's metrics.k8s.io server (v1 and v1beta1) with
+// no metrics-server registered, next to the metrics-server peer scraping the same kwok
+// kubelets, and checks what users and the HPA see.
+func TestHindsight(t *testing.T) {
+	c := cluster.New(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	for _, n := range []string{"kwok-a", "kwok-b"} {
+		if _, err := c.CreateNode(ctx, cluster.NodeSpec{Name: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range smokePods {
+		if _, err := c.CreatePod(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending := hindsightPods[0]
+	if _, err := c.Client().CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: pending.Name, Namespace: "default"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "fake-image"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wantNodes, wantContainers := expectedUsage(smokePods)
+
+	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: 10 * time.Second, Register: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("kubectl top nodes", func(t *testing.T) {
+		var rows map[string]usage
+		err := cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top nodes to show every node", func(ctx context.Context) (bool, error) {
+			out, err := c.Kubectl(ctx, "top", "nodes", "--no-headers")
+			if err != nil {
+				return false, err
+			}
+			rows, err = parseTop(out, 0, 1, 3)
+			return err == nil && len(rows) == len(wantNodes), err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range wantNodes {
+			checkUsage(t, "node "+name, rows[name], want, 0.02)
+		}
+	})
+
+	t.Run("kubectl top pods", func(t *testing.T) {
+		var rows map[string]usage
+		err := cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top pods to show every container", func(ctx context.Context) (bool, error) {
+			out, err := c.Kubectl(ctx, "top", "pods", "-A", "--containers", "--no-headers")
+			if err != nil {
+				return false, err
+			}
+			rows, err = parseTop(out, 3, 3, 4, 0, 1, 2)
+			return err == nil && len(rows) == len(wantContainers), err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, want := range wantContainers {
+			checkUsage(t, "container "+key, rows[key], want, 0.02)
+		}
+		if _, ok := rows["default/pending-0/app"]; ok {
+			t.Error("pod pending-0 is not Running but has metrics")
+		}
+	})
+
+	for _, version := range []string{"v1", "v1beta1"} {
+		t.Run("raw "+version, func(t *testing.T) {
+			var nodes metricsv1beta1.NodeMetricsList // v1 has the same JSON shape
+			out, err := c.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/"+version+"/nodes")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+				t.Fatalf("decode %s: %v", out, err)
+			}
+			if nodes.APIVersion != "metrics.k8s.io/"+version || len(nodes.Items) != len(wantNodes) {
+				t.Fatalf("got apiVersion %q with %d nodes, want %s with %d", nodes.APIVersion, len(nodes.Items), version, len(wantNodes))
+			}
+			for _, n := range nodes.Items {
+				checkUsage(t, version+" node "+n.Name, usageOf(n.Usage), wantNodes[n.Name], 0.02)
+				if n.Window.Duration < 5*time.Second || n.Window.Duration > 30*time.Second {
+					t.Errorf("node %s: window %s, want about the 10s resolution", n.Name, n.Window.Duration)
+				}
+			}
+			var pods metricsv1beta1.PodMetricsList
+			out, err = c.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/"+version+"/namespaces/default/pods")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(out), &pods); err != nil {
+				t.Fatalf("decode %s: %v", out, err)
+			}
+			for _, p := range pods.Items {
+				if p.Namespace != "default" {
+					t.Errorf("namespace default listed pod %s/%s", p.Namespace, p.Name)
+				}
+				if p.Name == "pending-0" {
+					t.Error("pod pending-0 is not Running but has metrics")
+				}
+				for _, ctr := range p.Containers {
+					checkUsage(t, version+" container "+p.Name+"/"+ctr.Name, usageOf(ctr.Usage), wantContainers["default/"+p.Name+"/"+ctr.Name], 0.02)
+				}
+			}
+			if _, err := c.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/"+version+"/namespaces/default/pods/pending-0"); err == nil || !strings.Contains(err.Error(), "NotFound") {
+				t.Errorf("get metrics of the pending pod: err = %v, want NotFound", err)
+			}
+		})
+	}
+
+	t.Run("agrees with metrics-server", func(t *testing.T) {
+		token, err := readerToken(ctx, c, "kube-system", "metrics-comparer", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc, err := directClient(c, h.Port, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc, err := directClient(c, ms.Port, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hn, mn map[string]usage
+		var hp, mp map[string]usage
+		err = cluster.Poll(ctx, 2*time.Minute, time.Second, "both servers to report every node and container", func(ctx context.Context) (bool, error) {
+			var err error
+			if hn, hp, err = snapshot(ctx, hc); err != nil {
+				return false, err
+			}
+			if mn, mp, err = snapshot(ctx, mc); err != nil {
+				return false, err
+			}
+			return len(hn) == len(wantNodes) && len(mn) == len(wantNodes) && len(hp) == len(wantContainers) && len(mp) == len(wantContainers), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		worstCPU, worstMem := 0.0, 0.0
+		compare := func(what string, h, m usage) {
+			cpuErr, memDiff := relErr(h.cpu, m.cpu), math.Abs(h.mem-m.mem)
+			worstCPU, worstMem = max(worstCPU, cpuErr), max(worstMem, memDiff)
+			if cpuErr > 0.01 {
+				t.Errorf("%s: Hindsight CPU %.6f, metrics-server %.6f (%.2f%% apart, want ≤ 1%%)", what, h.cpu, m.cpu, cpuErr*100)
+			}
+			if memDiff != 0 {
+				t.Errorf("%s: Hindsight memory %.0f, metrics-server %.0f, want equal", what, h.mem, m.mem)
+			}
+		}
+		for k := range mn {
+			compare("node "+k, hn[k], mn[k])
+		}
+		for k := range mp {
+			compare("container "+k, hp[k], mp[k])
+		}
+		t.Logf("largest difference Hindsight vs metrics-server: CPU %.3f%%, memory %.0f bytes", worstCPU*100, worstMem)
+	})
+
+	t.Run("RBAC through aggregation", func(t *testing.T) {
+		token, err := readerToken(ctx, c, "default", "no-rights", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kc := filepath.Join(c.Dir, "kubeconfig", "no-rights.conf")
+		if err := c.WriteTokenKubeconfig(kc, "no-rights", token); err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.Kubectl(ctx, "--kubeconfig", kc, "get", "--raw", "/apis/metrics.k8s.io/v1/nodes")
+		if err == nil || !strings.Contains(strings.ToLower(out), "forbidden") {
+			t.Errorf("a service account without RBAC read node metrics: err = %v, output %q; want forbidden", err, out)
+		}
+	})
+
+	t.Run("anonymous direct", func(t *testing.T) {
+		ca, err := c.PKI.CA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		for _, path := range []string{"/apis/metrics.k8s.io/v1/nodes", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods", "/metrics"} {
+			resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d%s", h.Port, path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("anonymous GET %s: %s, want 401 Unauthorized", path, resp.Status)
+			}
+		}
+	})
+
+	t.Run("HPA", func(t *testing.T) { testHPA(ctx, t, c) })
+}
+
+// testHPA runs a Deployment under an autoscaling/v2 HPA (CPU utilisation 50 % of a 100m
+// request) and drives its usage up (200m: 4 replicas) and down (20m: back to 1).
+func testHPA(ctx context.Context, t *testing.T, c *cluster.Cluster) {
+	req := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")}
+	if _, err := c.CreateDeployment(ctx, cluster.DeploymentSpec{
+		Namespace: "hpa", Name: "load", Node: "kwok-a", Replicas: 1, Requests: req,
+		Usage: cluster.Usage{CPU: "40m", Memory: "32Mi"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: "hpa"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "load"},
+			MinReplicas:    ptr.To[int32](1),
+			MaxReplicas:    4,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name:   corev1.ResourceCPU,
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
+			}}},
+		},
+	}
+	hpas := c.Client().AutoscalingV2().HorizontalPodAutoscalers("hpa")
+	if _, err := hpas.Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitHPA := func(what string, timeout time.Duration, cond func(*autoscalingv2.HorizontalPodAutoscaler) bool) {
+		t.Helper()
+		start := time.Now()
+		var last *autoscalingv2.HorizontalPodAutoscaler
+		err := cluster.Poll(ctx, timeout, time.Second, what, func(ctx context.Context) (bool, error) {
+			h, err := hpas.Get(ctx, "load", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			last = h
+			return cond(h), nil
+		})
+		if err != nil {
+			t.Fatalf("%v; last status %+v", err, last.Status)
+		}
+		t.Logf("%s after %s", what, time.Since(start).Round(time.Second))
+	}
+	utilisation := func(h *autoscalingv2.HorizontalPodAutoscaler) (int32, bool) {
+		for _, m := range h.Status.CurrentMetrics {
+			if m.Resource != nil && m.Resource.Current.AverageUtilization != nil {
+				return *m.Resource.Current.AverageUtilization, true
+			}
+		}
+		return 0, false
+	}
+	waitHPA("HPA to read 40% utilisation from Hindsight", 2*time.Minute, func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		u, ok := utilisation(h)
+		return ok && u >= 38 && u <= 42 && h.Status.CurrentReplicas == 1
+	})
+	if err := c.SetDeploymentUsage(ctx, "hpa", "load", cluster.Usage{CPU: "200m", Memory: "32Mi"}); err != nil {
+		t.Fatal(err)
+	}
+	waitHPA("HPA to scale up to 4", 4*time.Minute, func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		return h.Status.DesiredReplicas == 4 && h.Status.CurrentReplicas == 4
+	})
+	if err := c.SetDeploymentUsage(ctx, "hpa", "load", cluster.Usage{CPU: "20m", Memory: "32Mi"}); err != nil {
+		t.Fatal(err)
+	}
+	waitHPA("HPA to scale back down to 1", 5*time.Minute, func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		return h.Status.DesiredReplicas == 1 && h.Status.CurrentReplicas == 1
+	})
+}
+
+func usageOf(l corev1.ResourceList) usage {
+	return usage{cpu: l.Cpu().AsApproximateFloat64(), mem: l.Memory().AsApproximateFloat64()}
+}
+
+// readerToken returns a token of a service account that may read metrics.k8s.io when
+// allowed is true, and has no rights at all otherwise.
+func readerToken(ctx context.Context, c *cluster.Cluster, ns, name string, allowed bool) (string, error) {
+	token, err := c.ServiceAccountToken(ctx, ns, name)
+	if err != nil || !allowed {
+		return token, err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "metrics-reader:" + ns + ":" + name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:aggregated-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
+	}
+	if _, err := c.Client().RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("bind %s/%s: %w", ns, name, err)
+	}
+	return token, nil
+}
+
+// directClient talks to a metrics server on its own port, bypassing the aggregator, with a
+// bearer token (delegated authentication works the same there).
+func directClient(c *cluster.Cluster, port int, token string) (*metricsclient.Clientset, error) {
+	ca, err := c.PKI.CA()
+	if err != nil {
+		return nil, err
+	}
+	return metricsclient.NewForConfig(&rest.Config{
+		Host:            fmt.Sprintf("https://127.0.0.1:%d", port),
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: ca},
+	})
+}
+
+// snapshot lists node and container usage through metrics.k8s.io/v1beta1.
+func snapshot(ctx context.Context, mc *metricsclient.Clientset) (nodes, containers map[string]usage, err error) {
+	nl, err := mc.MetricsV1beta1().NodeMetricses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	pl, err := mc.MetricsV1beta1().PodMetricses("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes, containers = map[string]usage{}, map[string]usage{}
+	for _, n := range nl.Items {
+		nodes[n.Name] = usageOf(n.Usage)
+	}
+	for _, p := range pl.Items {
+		for _, ctr := range p.Containers {
+			containers[p.Namespace+"/"+p.Name+"/"+ctr.Name] = usageOf(ctr.Usage)
+		}
+	}
+	return nodes, containers, nil
+}
