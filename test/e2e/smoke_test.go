@@ -45,6 +45,18 @@ func TestSmokeMetricsServerPeer(t *testing.T) {
 	}
 	wantNodes, wantContainers := expectedUsage(smokePods)
 
+	// The shipped manifests are valid for a real kube-apiserver (server-side dry run), before
+	// any metrics server has registered its APIServices.
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Kubectl(ctx, "apply", "--dry-run=server", "-k", filepath.Join(root, "deploy", "kustomize")); err != nil {
+		t.Errorf("deploy/kustomize does not apply: %v", err)
+	} else if n := strings.Count(out, "(server dry run)"); n < 10 {
+		t.Errorf("deploy/kustomize applied %d objects, want at least 10:\n%s", n, out)
+	}
+
 	if _, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: 10 * time.Second, Register: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -80,17 +92,6 @@ func TestSmokeMetricsServerPeer(t *testing.T) {
 	}
 	for key, want := range wantContainers {
 		checkUsage(t, "container "+key, ctrRows[key], want, 0.05)
-	}
-
-	// The shipped manifests are valid for a real kube-apiserver (server-side dry run).
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := c.Kubectl(ctx, "apply", "--dry-run=server", "-k", filepath.Join(root, "deploy", "kustomize")); err != nil {
-		t.Errorf("deploy/kustomize does not apply: %v", err)
-	} else if n := strings.Count(out, "(server dry run)"); n < 10 {
-		t.Errorf("deploy/kustomize applied %d objects, want at least 10:\n%s", n, out)
 	}
 
 	ls, err := c.Listeners()
