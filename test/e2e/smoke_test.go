@@ -62,7 +62,7 @@ func TestSmokeMetricsServerPeer(t *testing.T) {
 	}
 
 	var nodeRows map[string]usage
-	err := cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top nodes to show every node", func(ctx context.Context) (bool, error) {
+	err = cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top nodes to show every node", func(ctx context.Context) (bool, error) {
 		out, err := c.Kubectl(ctx, "top", "nodes", "--no-headers")
 		if err != nil {
 			return false, err
@@ -182,12 +182,14 @@ func parseTop(out string, minCols, cpuCol, memCol int, keyCols ...int) (map[stri
 	return rows, nil
 }
 
+// checkUsage compares within a relative tolerance, but never finer than what kubectl top
+// can show: it prints whole millicores rounded up and whole mebibytes.
 func checkUsage(t *testing.T, what string, got, want usage, tol float64) {
 	t.Helper()
-	if relErr(got.cpu, want.cpu) > tol {
+	if math.Abs(got.cpu-want.cpu) > max(tol*want.cpu, 0.001) {
 		t.Errorf("%s: CPU %.4f cores, want %.4f ± %.0f%%", what, got.cpu, want.cpu, tol*100)
 	}
-	if relErr(got.mem, want.mem) > tol {
+	if math.Abs(got.mem-want.mem) > max(tol*want.mem, 1<<20) {
 		t.Errorf("%s: memory %.0f bytes, want %.0f ± %.0f%%", what, got.mem, want.mem, tol*100)
 	}
 }
