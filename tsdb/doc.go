@@ -10,8 +10,43 @@
 //	pod_cpu_usage_seconds_total, pod_memory_working_set_bytes          {node, namespace, pod, uid}
 //	*_swap_usage_bytes where the kubelet reports swap                  (same labels as above)
 //
-// Anything that changes during a pod's life (labels, owner, requests) lives in the catalog,
-// not in series labels, so series do not churn.
+// Values are stored as reported: cumulative CPU in core-seconds, working set and swap in
+// bytes, container start time in Unix seconds (written at the container's sample time).
+// A label with an empty value (uid while the pod informer does not know the pod) is left
+// out. Anything that changes during a pod's life (labels, owner, requests) lives in the
+// catalog, not in series labels, so series do not churn.
+//
+// # On-disk layout
+//
+// Under Config.Dir (--storage-path, the PersistentVolume):
+//
+//	<dir>/tsdb/        the Prometheus TSDB: wal/, chunks_head/, chunk_snapshot.* (written on
+//	                   Close), one directory per block, lock
+//	<dir>/catalog.db   reserved for the bbolt catalog of pods and nodes
+//
+// # Current window
+//
+// DB.Write feeds an in-memory index of the last two points of every node and container;
+// DB.NodeUsage and DB.PodUsage compute the window from it and never read the TSDB. The
+// numbers are those of metrics-server v0.9.0: CPU in nanocores is
+// uint64(float64(Δ uint64(cpuSeconds*1e9)) / window.Seconds()), the window is the real time
+// between the two points, memory is the last working set; restarts are detected through
+// the container start time; a container at least 10s but less than one resolution old gets
+// a window from its start time; a pod is served only when all its reported containers
+// have a window, with the timestamp and window of its earliest container. Deliberate
+// differences, all documented where they are made:
+//   - A node absent from a batch (its scrape failed) keeps its points and its pods'; its
+//     state is forgotten only after 10 resolutions without it.
+//   - A node present in a batch replaces the set of pods it owns.
+//   - Open restores the window from the last stored points when they are at most two
+//     resolutions old, so a restart serves at once.
+//   - A container with a rejected window (decreasing counter or start time) leaves its whole
+//     pod out rather than being left out of it.
+//
+// # Concurrency
+//
+// Every DB method is safe for concurrent use. Writes are serialized; queries take a read
+// lock on the index only, so they never wait for a TSDB append or commit.
 //
 // This package imports nothing of Hindsight's and nothing from k8s.io/metrics; turning its
 // Usage values into API objects is package apiserver's job.

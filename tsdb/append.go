@@ -1,0 +1,184 @@
+package tsdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// Reasons for hindsight_storage_skipped_samples_total.
+const (
+	skipDuplicate   = "duplicate"    // same timestamp as the series' last sample (a kubelet's cached sample)
+	skipOutOfOrder  = "out_of_order" // older than the series' last sample
+	skipOutOfBounds = "out_of_bounds"
+	skipTooOld      = "too_old"
+	skipNoTime      = "no_timestamp" // the sample carries no time at all
+)
+
+var skipReasons = []string{skipDuplicate, skipOutOfOrder, skipOutOfBounds, skipTooOld, skipNoTime}
+
+// cacheIdleWrites is how many writes a series may go unwritten before its cache entry
+// is dropped, so that the cache does not grow with pod churn.
+const cacheIdleWrites = 10
+
+// seriesRef caches what the appender needs to know about one series.
+type seriesRef struct {
+	lset labels.Labels // built on first use
+	ref  storage.SeriesRef
+	// lastT is the timestamp (ms) of the series' last appended sample, math.MinInt64
+	// when unknown. Samples at or before it are skipped without asking the TSDB.
+	lastT int64
+}
+
+// objSeries is the cache entry of one node, pod or container: its series by slot.
+type objSeries struct {
+	series [numSlots]seriesRef
+	gen    uint64 // the write that last used the entry
+}
+
+// appender appends one batch to the TSDB. It is owned by DB and used under DB.writeMu.
+type appender struct {
+	cache map[objKey]*objSeries
+	gen   uint64
+	lb    labels.ScratchBuilder
+
+	// Per-batch results.
+	app       storage.AppenderV2
+	appended  int
+	committed bool
+	skipped   map[string]int
+	errs      int   // unexpected append errors
+	firstErr  error // the first of them
+}
+
+func newAppender() *appender {
+	return &appender{
+		cache:   make(map[objKey]*objSeries),
+		lb:      labels.NewScratchBuilder(6),
+		skipped: make(map[string]int, len(skipReasons)),
+	}
+}
+
+// appendBatch appends every sample of b and commits. It returns an error for a failed
+// commit or for samples that failed unexpectedly; the counts stay in a until the next call.
+func (a *appender) appendBatch(ctx context.Context, app storage.AppenderV2, b *Batch) error {
+	a.gen++
+	a.app, a.appended, a.committed, a.errs, a.firstErr = app, 0, false, 0, nil
+	clear(a.skipped)
+	defer func() { a.app = nil }()
+
+	for i := range b.Nodes {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(fmt.Errorf("append: %w", err), app.Rollback())
+		}
+		ns := &b.Nodes[i]
+		if ns.Node == "" {
+			continue // rejected by the index
+		}
+		if ns.HasNode {
+			k := objKey{kind: kindNode, node: ns.Node}
+			a.appendSample(a.entry(k), k, &ns.NodeSample)
+		}
+		for j := range ns.Pods {
+			p := &ns.Pods[j]
+			k := objKey{kind: kindPod, node: ns.Node, namespace: p.Namespace, pod: p.Pod, uid: p.UID}
+			a.appendSample(a.entry(k), k, &p.Sample)
+		}
+		for j := range ns.Containers {
+			c := &ns.Containers[j]
+			k := objKey{kind: kindContainer, node: ns.Node, namespace: c.Namespace, pod: c.Pod, container: c.Container, uid: c.UID}
+			e := a.entry(k)
+			a.appendSample(e, k, &c.Sample)
+			if !c.StartTime.IsZero() && !c.Time.IsZero() {
+				a.append(e, k, slotStartTime, c.Time.UnixMilli(), float64(c.StartTime.UnixNano())/1e9)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		// The appender is rolled back: forget every cached reference and timestamp.
+		clear(a.cache)
+		return fmt.Errorf("commit %d samples: %w", a.appended, err)
+	}
+	a.committed = true
+	if a.gen%cacheIdleWrites == 0 {
+		for k, e := range a.cache {
+			if a.gen-e.gen >= cacheIdleWrites {
+				delete(a.cache, k)
+			}
+		}
+	}
+	if a.firstErr != nil {
+		return fmt.Errorf("append: %d samples failed, first: %w", a.errs, a.firstErr)
+	}
+	return nil
+}
+
+func (a *appender) entry(k objKey) *objSeries {
+	e := a.cache[k]
+	if e == nil {
+		e = &objSeries{}
+		for i := range e.series {
+			e.series[i].lastT = math.MinInt64
+		}
+		a.cache[k] = e
+	}
+	e.gen = a.gen
+	return e
+}
+
+// appendSample appends a sample's CPU, memory and (when reported) swap, raw.
+func (a *appender) appendSample(e *objSeries, k objKey, s *Sample) {
+	if s.Time.IsZero() {
+		a.skipped[skipNoTime]++
+		return
+	}
+	t := s.Time.UnixMilli()
+	a.append(e, k, slotCPU, t, s.CPUSeconds)
+	a.append(e, k, slotMemory, t, s.MemoryBytes)
+	if s.HasSwap {
+		a.append(e, k, slotSwap, t, s.SwapBytes)
+	}
+}
+
+// append appends one sample, skipping (and counting) duplicate and out-of-order ones.
+func (a *appender) append(e *objSeries, k objKey, slot int, t int64, v float64) {
+	s := &e.series[slot]
+	switch {
+	case t == s.lastT:
+		a.skipped[skipDuplicate]++
+		return
+	case t < s.lastT:
+		a.skipped[skipOutOfOrder]++
+		return
+	}
+	if s.lset.IsEmpty() {
+		s.lset = k.labels(&a.lb, slot)
+	}
+	ref, err := a.app.Append(s.ref, s.lset, 0, t, v, nil, nil, storage.AOptions{})
+	if err != nil {
+		s.ref = 0
+		switch {
+		case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+			a.skipped[skipDuplicate]++
+		case errors.Is(err, storage.ErrOutOfOrderSample):
+			a.skipped[skipOutOfOrder]++
+		case errors.Is(err, storage.ErrOutOfBounds):
+			a.skipped[skipOutOfBounds]++
+		case errors.Is(err, storage.ErrTooOldSample):
+			a.skipped[skipTooOld]++
+		default:
+			a.errs++
+			if a.firstErr == nil {
+				a.firstErr = fmt.Errorf("series %s at %s: %w", s.lset, time.UnixMilli(t).UTC().Format(time.RFC3339Nano), err)
+			}
+		}
+		return
+	}
+	s.ref, s.lastT = ref, t
+	a.appended++
+}

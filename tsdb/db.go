@@ -1,0 +1,291 @@
+package tsdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/storage"
+	promtsdb "github.com/prometheus/prometheus/tsdb"
+)
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("tsdb: closed")
+
+// errNoMetrics is metrics-server's metric-storage-ready failure.
+var errNoMetrics = errors.New("no metrics to serve")
+
+// DB is Hindsight's storage: the embedded Prometheus TSDB, which keeps every sample, and
+// the in-memory index of the latest points, from which the current window is served.
+// All methods are safe for concurrent use. Queries never wait for a TSDB append.
+type DB struct {
+	cfg  Config // completed
+	log  *slog.Logger
+	tsdb *promtsdb.DB
+	// appendable is tsdb; tests replace it to inject failures.
+	appendable storage.AppendableV2
+	m          *metrics
+	// now is the wall clock; tests replace it.
+	now func() time.Time
+
+	// writeMu serializes Write and Close; it guards app and closed.
+	writeMu sync.Mutex
+	app     *appender
+	closed  bool
+
+	// mu guards idx. Write holds it only while it updates the index.
+	mu  sync.RWMutex
+	idx *index
+}
+
+// Open opens (or creates) the storage in cfg.Dir and, when the TSDB holds points newer
+// than two resolutions, fills the current window from them, so that a restart serves at
+// once. The embedded TSDB registers its own metrics (prometheus_tsdb_*) on reg with
+// MustRegister, so reg must not have been passed to another Open; reg may be nil.
+func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	cfg = cfg.complete()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := newMetrics()
+	if err := m.register(reg); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			m.unregister(reg)
+		}
+	}()
+	pdb, err := promtsdb.Open(cfg.tsdbDir(), log, reg, cfg.promOptions(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", cfg.tsdbDir(), err)
+	}
+	db := &DB{
+		cfg:        cfg,
+		log:        log,
+		tsdb:       pdb,
+		appendable: pdb,
+		m:          m,
+		now:        time.Now,
+		app:        newAppender(),
+		idx:        newIndex(log, cfg.Resolution),
+	}
+	if err := db.restore(context.Background(), db.now()); err != nil {
+		// The history is intact; only the first two scrapes will not be served.
+		log.Warn("Could not restore the current window from the TSDB", "err", err)
+	}
+	m.setPoints(db.idx)
+	log.Info("Opened storage", "dir", cfg.Dir, "retention", cfg.Retention, "retentionSize", cfg.RetentionSize,
+		"resolution", cfg.Resolution, "restoredNodes", db.idx.nodePoints, "restoredContainers", db.idx.containerPoints)
+	return db, nil
+}
+
+// Write stores one scrape round: it updates the in-memory latest-points index, then
+// appends every sample, raw, to the TSDB and commits.
+//
+// A sample that the TSDB already holds (a kubelet returning its cached sample twice) or
+// that is older than the series' last one is skipped and counted; the others are still
+// committed. Write returns an error when samples failed for another reason or the commit
+// failed (a full disk); the index is updated either way, so the current window keeps
+// being served.
+func (db *DB) Write(ctx context.Context, b Batch) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return ErrClosed
+	}
+	start := time.Now()
+	defer func() { db.m.writeDuration.Observe(time.Since(start).Seconds()) }()
+
+	db.mu.Lock()
+	db.idx.apply(&b, db.now(), db.m.reject)
+	db.m.setPoints(db.idx)
+	db.mu.Unlock()
+
+	err := db.app.appendBatch(ctx, db.appendable.AppenderV2(ctx), &b)
+	for reason, n := range db.app.skipped {
+		db.m.skipped[reason].Add(float64(n))
+	}
+	db.m.appendErrors.WithLabelValues("append").Add(float64(db.app.errs))
+	if db.app.committed {
+		db.m.appended.Add(float64(db.app.appended))
+	} else if ctx.Err() == nil {
+		db.m.appendErrors.WithLabelValues("commit").Inc()
+	}
+	return err
+}
+
+// NodeUsage returns the current window of the named nodes, in input order. Nodes without
+// a usable window are left out.
+func (db *DB) NodeUsage(nodes []string) []NodeUsage {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.idx.nodeUsage(nodes)
+}
+
+// PodUsage returns the current window of the named pods, in input order, with containers
+// sorted by name. Pods without a usable window for every container are left out.
+func (db *DB) PodUsage(pods []PodRef) []PodUsage {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.idx.podUsage(pods)
+}
+
+// Ready returns nil once a node or a container has a window that can be served, and
+// metrics-server's "no metrics to serve" error before (its metric-storage-ready check).
+func (db *DB) Ready() error {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.idx.nodePoints == 0 && db.idx.containerPoints == 0 {
+		return errNoMetrics
+	}
+	return nil
+}
+
+// Close flushes the TSDB (with a snapshot of its head, for a fast restart) and closes
+// it. Write fails after Close; the current window is still served from memory. Closing
+// twice is a no-op.
+func (db *DB) Close() error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return nil
+	}
+	db.closed = true
+	if err := db.tsdb.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", db.cfg.tsdbDir(), err)
+	}
+	return nil
+}
+
+// Len returns how many samples Write appends for b: CPU and memory (and swap, when
+// reported) per node, pod and container, plus each container's start time.
+func (b Batch) Len() int {
+	n := 0
+	perSample := func(s *Sample) int {
+		if s.HasSwap {
+			return 3
+		}
+		return 2
+	}
+	for i := range b.Nodes {
+		ns := &b.Nodes[i]
+		if ns.HasNode {
+			n += perSample(&ns.NodeSample)
+		}
+		for j := range ns.Pods {
+			n += perSample(&ns.Pods[j].Sample)
+		}
+		for j := range ns.Containers {
+			c := &ns.Containers[j]
+			n += perSample(&c.Sample)
+			if !c.StartTime.IsZero() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// metrics are the storage's self-metrics.
+type metrics struct {
+	points        *prometheus.GaugeVec
+	rejected      *prometheus.CounterVec
+	skippedVec    *prometheus.CounterVec
+	appended      prometheus.Counter
+	appendErrors  *prometheus.CounterVec
+	writeDuration prometheus.Histogram
+
+	// Pre-resolved children, so counting does not look labels up.
+	rejectedBy map[string]prometheus.Counter
+	skipped    map[string]prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		points: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hindsight_storage_points",
+			Help: "Number of nodes (type=node) and containers (type=container) with two points, that is with a current window.",
+		}, []string{"type"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hindsight_storage_rejected_points_total",
+			Help: "Points of the current window dropped or rejected by metrics-server's rules, by reason.",
+		}, []string{"reason"}),
+		skippedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hindsight_storage_skipped_samples_total",
+			Help: "Samples not appended to the TSDB because it already holds a sample at or after their time, by reason.",
+		}, []string{"reason"}),
+		appended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hindsight_storage_appended_samples_total",
+			Help: "Samples appended to the TSDB and committed.",
+		}),
+		appendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hindsight_storage_append_errors_total",
+			Help: "Samples that failed to append to the TSDB (stage=append) and failed commits (stage=commit).",
+		}, []string{"stage"}),
+		writeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hindsight_storage_write_duration_seconds",
+			Help:    "Time to store one scrape round.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+		rejectedBy: make(map[string]prometheus.Counter, len(rejectReasons)),
+		skipped:    make(map[string]prometheus.Counter, len(skipReasons)),
+	}
+	m.points.WithLabelValues("node")
+	m.points.WithLabelValues("container")
+	for _, r := range rejectReasons {
+		m.rejectedBy[r] = m.rejected.WithLabelValues(r)
+	}
+	for _, r := range skipReasons {
+		m.skipped[r] = m.skippedVec.WithLabelValues(r)
+	}
+	m.appendErrors.WithLabelValues("append")
+	m.appendErrors.WithLabelValues("commit")
+	return m
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration}
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for i, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			for _, c := range m.collectors()[:i] {
+				reg.Unregister(c)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		reg.Unregister(c)
+	}
+}
+
+func (m *metrics) reject(reason string) { m.rejectedBy[reason].Inc() }
+
+// setPoints publishes the index's counts of served points; call it with the index locked.
+func (m *metrics) setPoints(x *index) {
+	m.points.WithLabelValues("node").Set(float64(x.nodePoints))
+	m.points.WithLabelValues("container").Set(float64(x.containerPoints))
+}

@@ -1,0 +1,193 @@
+package tsdb
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// Restoring the current window after a restart.
+//
+// metrics-server serves nothing for two scrapes after it starts. Hindsight has the last
+// points on disk, so Open rebuilds the index from them: for every node and container,
+// the last two stored points are fed through the same rules as Write would, provided
+// the last one is fresh (at most two resolutions old). A pod is restored with its
+// containers whose last point is fresh. This is best effort: the TSDB does not record
+// which samples came in which scrape, so a pod that was dropped for one round (an
+// incomplete container) before the restart may get a window one round early.
+
+// restoreLookback is how far back, in resolutions, restore reads points: the last point
+// must be at most two resolutions old and the one before is about one more.
+const (
+	restoreFresh    = 2
+	restoreLookback = 4
+)
+
+// restoredSeries are the stored samples of one node or container.
+type restoredSeries struct {
+	cpu, mem, start []restoredSample
+}
+
+type restoredSample struct {
+	t int64 // ms
+	v float64
+}
+
+// points joins CPU and memory samples taken at the same time (as Write stores them) into
+// points, oldest first.
+func (r *restoredSeries) points() []point {
+	var out []point
+	j, k := 0, 0
+	for _, c := range r.cpu {
+		for j < len(r.mem) && r.mem[j].t < c.t {
+			j++
+		}
+		if j == len(r.mem) || r.mem[j].t != c.t {
+			continue
+		}
+		p := point{ts: c.t * int64(time.Millisecond), start: noStart, cpu: uint64(c.v * 1e9), mem: uint64(r.mem[j].v)}
+		for k < len(r.start) && r.start[k].t < c.t {
+			k++
+		}
+		if k < len(r.start) && r.start[k].t == c.t {
+			// The scraper's conversion, as metrics-server's decoder does it.
+			p.start = time.Unix(0, int64(r.start[k].v*1e9)).UnixNano()
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// podKey groups containers by pod.
+type podKey struct {
+	node, uid string
+	ref       PodRef
+}
+
+// restore fills the index from the TSDB's points newer than restoreLookback resolutions
+// before now.
+func (db *DB) restore(ctx context.Context, now time.Time) error {
+	res := db.cfg.Resolution
+	q, err := db.tsdb.Querier(now.Add(-restoreLookback*res).UnixMilli(), math.MaxInt64)
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	defer q.Close()
+
+	names := strings.Join([]string{MetricNodeCPU, MetricNodeMemory, MetricContainerCPU, MetricContainerMemory, MetricContainerStartTime}, "|")
+	ss := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchRegexp, metricNameLabel, names))
+	objs := make(map[objKey]*restoredSeries)
+	var it chunkenc.Iterator
+	for ss.Next() {
+		s := ss.At()
+		ls := s.Labels()
+		k := objKey{kind: kindNode, node: ls.Get(LabelNode)}
+		name := ls.Get(metricNameLabel)
+		if strings.HasPrefix(name, "container_") {
+			k = objKey{kind: kindContainer, node: k.node, namespace: ls.Get(LabelNamespace), pod: ls.Get(LabelPod),
+				container: ls.Get(LabelContainer), uid: ls.Get(LabelUID)}
+		}
+		if k.node == "" {
+			continue
+		}
+		r := objs[k]
+		if r == nil {
+			r = &restoredSeries{}
+			objs[k] = r
+		}
+		var samples []restoredSample
+		it = s.Iterator(it)
+		for it.Next() == chunkenc.ValFloat {
+			t, v := it.At()
+			samples = append(samples, restoredSample{t: t, v: v})
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("read %s: %w", ls, err)
+		}
+		switch name {
+		case MetricNodeCPU, MetricContainerCPU:
+			r.cpu = samples
+		case MetricNodeMemory, MetricContainerMemory:
+			r.mem = samples
+		case MetricContainerStartTime:
+			r.start = samples
+		}
+	}
+	if err := ss.Err(); err != nil {
+		return fmt.Errorf("select: %w", err)
+	}
+
+	fresh := now.Add(-restoreFresh * res).UnixNano()
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	x := db.idx
+	noReject := func(string) {}
+	node := func(name string) *nodeState {
+		st := x.nodes[name]
+		if st == nil {
+			st = &nodeState{seen: now}
+			x.nodes[name] = st
+		}
+		return st
+	}
+	pods := make(map[podKey][]containerState)
+	incomplete := make(map[podKey]bool)
+	newest := make(map[PodRef]podKey) // the node and UID of a pod's newest points
+	newestTS := make(map[PodRef]int64)
+	for k, r := range objs {
+		pts := r.points()
+		if len(pts) == 0 || pts[len(pts)-1].ts < fresh {
+			continue
+		}
+		pts = pts[max(0, len(pts)-2):]
+		if k.kind == kindNode {
+			st := node(k.node)
+			for _, p := range pts {
+				if p.cpu == 0 || p.mem == 0 {
+					st.last, st.prev, st.hasLast, st.hasPrev = point{}, point{}, false, false
+					continue
+				}
+				x.nextNode(k.node, st, p, noReject)
+			}
+			continue
+		}
+		var c *containerState
+		for _, p := range pts {
+			if p.cpu == 0 || p.mem == 0 {
+				c = nil
+				continue
+			}
+			next := containerState{name: k.container, last: p}
+			next.prev, next.hasPrev = x.containerPrev(PodRef{}, c, p, noReject)
+			c = &next
+		}
+		pk := podKey{node: k.node, uid: k.uid, ref: PodRef{Namespace: k.namespace, Name: k.pod}}
+		if c == nil {
+			// The last point is incomplete: the pod was dropped in its last scrape.
+			incomplete[pk] = true
+		} else {
+			pods[pk] = append(pods[pk], *c)
+		}
+		if ts := pts[len(pts)-1].ts; ts > newestTS[pk.ref] {
+			newestTS[pk.ref], newest[pk.ref] = ts, pk
+		}
+	}
+	for pk, cs := range pods {
+		if newest[pk.ref] != pk || incomplete[pk] {
+			continue
+		}
+		slices.SortFunc(cs, func(a, b containerState) int { return cmp.Compare(a.name, b.name) })
+		x.pods[pk.ref] = &podState{node: pk.node, containers: cs}
+		st := node(pk.node)
+		st.pods = append(st.pods, pk.ref)
+	}
+	x.count()
+	return nil
+}
