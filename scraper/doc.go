@@ -2,4 +2,29 @@
 // /metrics/resource once per metric resolution, decodes the Prometheus text body and hands one
 // tsdb.Batch per round to a Writer. A node that fails contributes nothing to that round and is
 // retried within the period; partial results are normal.
+//
+// Three pieces, usable on their own:
+//
+//   - Decode turns one body into a tsdb.NodeScrape: raw values (cumulative CPU in core-seconds,
+//     bytes), the kubelet's own millisecond timestamps or the scrape time, metrics-server's
+//     choices where a body is incomplete, and an error rather than a partial result for a body
+//     that is broken, truncated or hostile. It never panics.
+//   - KubeletClient reaches https://<address>:<port><path> for a Node (path overridable by the
+//     metrics.k8s.io/resource-metrics-path annotation, as kwok needs), verifies TLS by default,
+//     authenticates with a client certificate and/or a bearer token, and caps the body.
+//   - Scraper runs the rounds: list nodes by selector, spread the start of each node's request
+//     over up to min(8 ms × nodes, 4 s), fetch with bounded concurrency, retry a transient
+//     failure with backoff while the period lasts, fill pod UIDs, write the batch.
+//
+// Self-metrics, registered on the injected Registerer (metrics-server's families under the
+// hindsight_ prefix; per-node series are deleted when a node leaves the node list):
+//
+//	hindsight_kubelet_request_duration_seconds{node}   histogram, one per request
+//	hindsight_kubelet_request_total{success}           counter
+//	hindsight_kubelet_last_request_time_seconds{node}  gauge, Unix seconds
+//	hindsight_manager_tick_duration_seconds            histogram, one per round (scrape + write)
+//	hindsight_scrape_errors_total{reason}              counter: address, timeout, tls, network,
+//	                                                   http_status, too_large, decode, write
+//
+// Scraper.CheckTimely is the metric-collection-timely liveness check.
 package scraper

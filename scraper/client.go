@@ -1,0 +1,345 @@
+package scraper
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/hindsight-metrics/hindsight/tsdb"
+)
+
+const (
+	// ResourceMetricsPathAnnotation on a Node overrides the path its kubelet serves resource
+	// metrics on (metrics-server ≥0.7 honours it; kwok serves every node under its own path).
+	ResourceMetricsPathAnnotation = "metrics.k8s.io/resource-metrics-path"
+	// DefaultResourceMetricsPath is the kubelet's resource metrics endpoint.
+	DefaultResourceMetricsPath = "/metrics/resource"
+
+	defaultKubeletPort    = 10250
+	defaultKubeletTimeout = 10 * time.Second
+	defaultMaxBodyBytes   = 16 << 20
+	// credentialRefresh is how often a token file or client key pair is re-read, so that a
+	// rotated projected service-account token or certificate is picked up (client-go re-reads
+	// token files every minute too).
+	credentialRefresh = time.Minute
+	// acceptHeader asks for the classic text format, the one kubelets have always served.
+	acceptHeader = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+)
+
+// DefaultAddressTypes is metrics-server's default --kubelet-preferred-address-types.
+var DefaultAddressTypes = []corev1.NodeAddressType{
+	corev1.NodeHostName, corev1.NodeInternalDNS, corev1.NodeInternalIP, corev1.NodeExternalDNS, corev1.NodeExternalIP,
+}
+
+// KubeletConfig configures how kubelets are reached. The zero value of every field has a
+// documented meaning, so a Config with only the credentials set is usable.
+type KubeletConfig struct {
+	// Port is the kubelet port (--kubelet-port). Zero means 10250.
+	Port int
+	// UseNodeStatusPort uses node.status.daemonEndpoints.kubeletEndpoint.port where it is set,
+	// Port otherwise (--kubelet-use-node-status-port).
+	UseNodeStatusPort bool
+	// PreferredAddressTypes is the order in which node addresses are tried; the first address
+	// of the first type the node has is used (--kubelet-preferred-address-types). Empty means
+	// DefaultAddressTypes.
+	PreferredAddressTypes []corev1.NodeAddressType
+	// InsecureTLS skips verification of the kubelet's serving certificate
+	// (--kubelet-insecure-tls). For tests only; the caller should warn when it is set.
+	InsecureTLS bool
+	// CAFile is a PEM bundle that verifies kubelet serving certificates
+	// (--kubelet-certificate-authority). Empty means the system roots.
+	CAFile string
+	// ClientCertFile and ClientKeyFile are a PEM client key pair presented to kubelets
+	// (--kubelet-client-certificate, --kubelet-client-key). Both or neither. Re-read every minute.
+	ClientCertFile, ClientKeyFile string
+	// BearerToken is sent as "Authorization: Bearer"; empty sends none unless TokenFile is set.
+	BearerToken string
+	// TokenFile holds a bearer token that is re-read every minute (a projected service-account
+	// token rotates). Mutually exclusive with BearerToken.
+	TokenFile string
+	// Timeout bounds one request, body included (--kubelet-request-timeout). Zero means 10s.
+	Timeout time.Duration
+	// MaxBodyBytes caps a response body after decompression. Zero means 16 MiB.
+	MaxBodyBytes int64
+}
+
+// Validate reports every problem with c.
+func (c KubeletConfig) Validate() error {
+	var errs []error
+	if c.Port < 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("kubelet port %d out of range [0, 65535]", c.Port))
+	}
+	for _, t := range c.PreferredAddressTypes {
+		if !slices.Contains(DefaultAddressTypes, t) {
+			errs = append(errs, fmt.Errorf("unknown node address type %q", t))
+		}
+	}
+	if c.InsecureTLS && c.CAFile != "" {
+		errs = append(errs, errors.New("kubelet CA file and insecure TLS are mutually exclusive"))
+	}
+	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
+		errs = append(errs, errors.New("kubelet client certificate and key must be set together"))
+	}
+	if c.BearerToken != "" && c.TokenFile != "" {
+		errs = append(errs, errors.New("kubelet bearer token and token file are mutually exclusive"))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("kubelet request timeout %v is negative", c.Timeout))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("kubelet max body bytes %d is negative", c.MaxBodyBytes))
+	}
+	return errors.Join(errs...)
+}
+
+func (c KubeletConfig) withDefaults() KubeletConfig {
+	if c.Port == 0 {
+		c.Port = defaultKubeletPort
+	}
+	if len(c.PreferredAddressTypes) == 0 {
+		c.PreferredAddressTypes = DefaultAddressTypes
+	}
+	if c.Timeout == 0 {
+		c.Timeout = defaultKubeletTimeout
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	return c
+}
+
+// StatusError is a kubelet answer other than 200 OK.
+type StatusError struct {
+	Code   int
+	Status string // e.g. "404 Not Found"
+}
+
+func (e *StatusError) Error() string { return "kubelet answered " + e.Status }
+
+// ErrBodyTooLarge is wrapped by the error for a response larger than MaxBodyBytes.
+var ErrBodyTooLarge = errors.New("response too large")
+
+// errNoAddress is wrapped when a node has no address of a preferred type or an unusable port or path.
+var errNoAddress = errors.New("no usable kubelet address")
+
+// errDecode is wrapped around Decode's errors by Fetch.
+var errDecode = errors.New("decode")
+
+// KubeletClient fetches /metrics/resource from kubelets over one shared, verified-by-default
+// HTTPS transport. It is safe for concurrent use.
+type KubeletClient struct {
+	cfg    KubeletConfig
+	client *http.Client
+	token  func() (string, error)
+}
+
+var _ Fetcher = (*KubeletClient)(nil)
+
+// NewKubeletClient validates cfg, loads its CA and credentials, and builds the transport.
+func NewKubeletClient(cfg KubeletConfig) (*KubeletClient, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureTLS} //nolint:gosec // opt-in, tests only
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read kubelet CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read kubelet CA %s: no PEM certificate found", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if cfg.ClientCertFile != "" {
+		kp := &reloading[*tls.Certificate]{load: func() (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(cfg.ClientCertFile, cfg.ClientKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("load kubelet client key pair: %w", err)
+			}
+			return &c, nil
+		}}
+		if _, err := kp.get(); err != nil {
+			return nil, err
+		}
+		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }
+	}
+
+	kc := &KubeletClient{cfg: cfg}
+	switch {
+	case cfg.TokenFile != "":
+		tf := &reloading[string]{load: func() (string, error) {
+			b, err := os.ReadFile(cfg.TokenFile)
+			if err != nil {
+				return "", fmt.Errorf("read kubelet token file: %w", err)
+			}
+			tok := strings.TrimSpace(string(b))
+			if tok == "" {
+				return "", fmt.Errorf("kubelet token file %s is empty", cfg.TokenFile)
+			}
+			return tok, nil
+		}}
+		if _, err := tf.get(); err != nil {
+			return nil, err
+		}
+		kc.token = tf.get
+	case cfg.BearerToken != "":
+		kc.token = func() (string, error) { return cfg.BearerToken, nil }
+	}
+
+	tr := &http.Transport{
+		// As metrics-server (client-go): honour HTTPS_PROXY/NO_PROXY.
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
+		// One kept-alive connection per kubelet saves a TLS handshake per node and tick; the
+		// number of kubelets is the only bound that makes sense.
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	kc.client = &http.Client{
+		Transport: tr,
+		// A kubelet never redirects; following one could send the token elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return kc, nil
+}
+
+// Close releases idle connections. The client stays usable.
+func (kc *KubeletClient) Close() { kc.client.CloseIdleConnections() }
+
+// URL returns where node's resource metrics are fetched from:
+// https://<first preferred address>:<port><path>, the path taken from the node's
+// ResourceMetricsPathAnnotation when set.
+func (kc *KubeletClient) URL(node *corev1.Node) (*url.URL, error) {
+	addr := ""
+	for _, t := range kc.cfg.PreferredAddressTypes {
+		for _, a := range node.Status.Addresses {
+			if a.Type == t && a.Address != "" {
+				addr = a.Address
+				break
+			}
+		}
+		if addr != "" {
+			break
+		}
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("%w: node %s has no address of type %v", errNoAddress, node.Name, kc.cfg.PreferredAddressTypes)
+	}
+	port := kc.cfg.Port
+	if p := node.Status.DaemonEndpoints.KubeletEndpoint.Port; kc.cfg.UseNodeStatusPort && p != 0 {
+		if p < 0 || p > 65535 {
+			return nil, fmt.Errorf("%w: node %s reports kubelet port %d", errNoAddress, node.Name, p)
+		}
+		port = int(p)
+	}
+	path := DefaultResourceMetricsPath
+	if p, ok := node.Annotations[ResourceMetricsPathAnnotation]; ok && p != "" {
+		if !strings.HasPrefix(p, "/") {
+			return nil, fmt.Errorf("%w: node %s annotation %s=%q is not an absolute path", errNoAddress, node.Name, ResourceMetricsPathAnnotation, p)
+		}
+		path = p
+	}
+	// url.URL escapes a '?' or '#' in Path, so an annotation cannot add a query or change the host.
+	return &url.URL{Scheme: "https", Host: net.JoinHostPort(addr, strconv.Itoa(port)), Path: path}, nil
+}
+
+// Fetch scrapes node once, within the configured timeout, and decodes the body. The result has
+// Node set, ScrapeTime set to when the request was sent, and no pod UIDs.
+func (kc *KubeletClient) Fetch(ctx context.Context, node *corev1.Node) (tsdb.NodeScrape, error) {
+	u, err := kc.URL(node)
+	if err != nil {
+		return tsdb.NodeScrape{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, kc.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return tsdb.NodeScrape{}, fmt.Errorf("%w: %w", errNoAddress, err)
+	}
+	req.Header.Set("Accept", acceptHeader)
+	req.Header.Set("User-Agent", "hindsight")
+	if kc.token != nil {
+		tok, err := kc.token()
+		if err != nil {
+			return tsdb.NodeScrape{}, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+
+	scrapeTime := time.Now()
+	resp, err := kc.client.Do(req)
+	if err != nil {
+		return tsdb.NodeScrape{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return tsdb.NodeScrape{}, &StatusError{Code: resp.StatusCode, Status: resp.Status}
+	}
+	// The transport decompresses gzip transparently, so the limit applies to decoded bytes.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, kc.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return tsdb.NodeScrape{}, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(body)) > kc.cfg.MaxBodyBytes {
+		return tsdb.NodeScrape{}, fmt.Errorf("%w: response larger than %d bytes", ErrBodyTooLarge, kc.cfg.MaxBodyBytes)
+	}
+	ns, err := Decode(body, resp.Header.Get("Content-Type"), scrapeTime)
+	if err != nil {
+		return tsdb.NodeScrape{}, fmt.Errorf("%w: %w", errDecode, err)
+	}
+	ns.Node = node.Name
+	return ns, nil
+}
+
+// reloading caches a value loaded from files and reloads it at most every credentialRefresh.
+// When a reload fails after a success, the last good value is kept: a rotation that is
+// half-written must not break scraping.
+type reloading[T any] struct {
+	load func() (T, error)
+
+	mu       sync.Mutex // guards the fields below
+	val      T
+	ok       bool
+	loadedAt time.Time
+}
+
+func (r *reloading[T]) get() (T, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ok && time.Since(r.loadedAt) < credentialRefresh {
+		return r.val, nil
+	}
+	v, err := r.load()
+	if err != nil {
+		if r.ok {
+			return r.val, nil
+		}
+		return v, err
+	}
+	r.val, r.ok, r.loadedAt = v, true, time.Now()
+	return v, nil
+}

@@ -1,0 +1,337 @@
+package scraper
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"slices"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+
+	"github.com/hindsight-metrics/hindsight/tsdb"
+)
+
+// The series Decode reads from a kubelet's /metrics/resource. Everything else (resource_scrape_error,
+// scrape_error, container_swap_limit_bytes, …) is ignored.
+const (
+	nodeCPUName           = "node_cpu_usage_seconds_total"
+	nodeMemoryName        = "node_memory_working_set_bytes"
+	nodeSwapName          = "node_swap_usage_bytes"
+	containerCPUName      = "container_cpu_usage_seconds_total"
+	containerMemoryName   = "container_memory_working_set_bytes"
+	containerSwapName     = "container_swap_usage_bytes"
+	containerStartName    = "container_start_time_seconds"
+	podCPUName            = "pod_cpu_usage_seconds_total"
+	podMemoryName         = "pod_memory_working_set_bytes"
+	podSwapName           = "pod_swap_usage_bytes"
+	labelNamespace        = "namespace"
+	labelPod              = "pod"
+	labelContainer        = "container"
+	contentTypeText       = "text/plain"
+	contentTypeOpenMetric = "application/openmetrics-text"
+)
+
+// maxTimestampMs (year 10000) bounds sample timestamps: a later one is hostile, and time.Time
+// would no longer marshal.
+const maxTimestampMs = 253402300800000
+
+// ErrNoSamples is returned by Decode for a body that carries none of the resource series: an
+// empty body, or one with only comments or resource_scrape_error (what a kubelet answers when it
+// could not read its own stats). The caller treats it as a failed scrape.
+var ErrNoSamples = errors.New("no resource metrics in body")
+
+// errDecodePanic marks a panic inside the third-party parser that Decode turned into an error.
+// FuzzDecode fails on it; in production the node just fails this round.
+var errDecodePanic = errors.New("parser panic")
+
+type seriesKind uint8
+
+const (
+	kindCPU seriesKind = iota
+	kindMemory
+	kindSwap
+	kindStart
+)
+
+// seriesKey identifies one series for duplicate detection; namespace, pod and container are
+// empty where the series has no such label.
+type seriesKey struct {
+	name                      string
+	namespace, pod, container string
+}
+
+// point accumulates one node, pod or container while the body is read.
+type point struct {
+	tsMs              int64 // timestamp of the last cpu/memory/swap series read for it
+	cpu, mem, swap    float64
+	hasCPU, hasMem    bool
+	hasSwap, hasStart bool
+	startNs           int64
+}
+
+func (p *point) sample() tsdb.Sample {
+	return tsdb.Sample{
+		Time:        time.UnixMilli(p.tsMs).UTC(),
+		CPUSeconds:  p.cpu,
+		MemoryBytes: p.mem,
+		SwapBytes:   p.swap,
+		HasSwap:     p.hasSwap,
+	}
+}
+
+func (p *point) complete() bool { return p.hasCPU && p.hasMem }
+
+type podKey struct{ namespace, pod string }
+
+type containerKey struct {
+	podKey
+	container string
+}
+
+// Decode parses a kubelet /metrics/resource body (Prometheus text format 0.0.4, or OpenMetrics
+// 1.0 when contentType says so; an empty or unknown contentType is read as text) into the
+// samples of one node. It fills ScrapeTime with scrapeTime and leaves Node and the pod UIDs
+// empty: the caller knows the node and the pods.
+//
+// Timestamps: a sample without a timestamp (kwok sends none) gets scrapeTime truncated to the
+// millisecond. When the CPU, memory and swap series of one node, pod or container carry
+// different timestamps, the point gets the timestamp of the last of them in the body, exactly as
+// metrics-server v0.9.0 does; kubelets sort families by name, so that is memory's (swap's where
+// swap is reported). container_start_time_seconds never sets the timestamp.
+//
+// Completeness, as metrics-server: the node sample is reported (HasNode) only when both its CPU
+// and memory series are present; a pod sample likewise. A container lacking its CPU or memory
+// series makes every container of that pod absent from the result, because metrics-server drops
+// such a pod and the current window must match it. Values that are present are reported raw,
+// zeros included (kwok's first answer is all zeros): the zero-value rules of the current window
+// belong to package tsdb.
+//
+// Decode fails, returning no partial result, on: a body the parser rejects; a text body that does
+// not end with a newline (a truncated body); a NaN, infinite or negative CPU, memory or swap value,
+// a NaN or infinite start time; a timestamp ≤ 0 or past the year 9999; a container or pod series without its namespace,
+// pod or container label; the same series twice; and a body with none of the resource series
+// (ErrNoSamples). A start time ≤ 0 is read as "not reported", which is what older kubelets meant by
+// it.
+func Decode(body []byte, contentType string, scrapeTime time.Time) (_ tsdb.NodeScrape, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", errDecodePanic, r)
+		}
+	}()
+
+	mediaType := contentTypeText
+	if mt, params, perr := mime.ParseMediaType(contentType); perr == nil {
+		switch mt {
+		case contentTypeOpenMetric:
+			if params["version"] == "2.0.0" {
+				return tsdb.NodeScrape{}, fmt.Errorf("unsupported content type %q", contentType)
+			}
+			mediaType = contentTypeOpenMetric
+		case "application/vnd.google.protobuf":
+			return tsdb.NodeScrape{}, fmt.Errorf("unsupported content type %q", contentType)
+		}
+	}
+	if len(body) == 0 {
+		return tsdb.NodeScrape{}, ErrNoSamples
+	}
+	if mediaType == contentTypeText && body[len(body)-1] != '\n' {
+		return tsdb.NodeScrape{}, errors.New("truncated body: no newline at end")
+	}
+	// The text parser appends a newline to the slice it is given; clip it so that never writes
+	// into a caller's spare capacity.
+	p, err := textparse.New(slices.Clip(body), mediaType, labels.NewSymbolTable(), textparse.ParserOptions{
+		OpenMetricsSkipSTSeries: true,
+	})
+	if p == nil {
+		return tsdb.NodeScrape{}, fmt.Errorf("create parser: %w", err)
+	}
+
+	d := decoder{
+		defaultTs:  scrapeTime.UnixMilli(),
+		seen:       make(map[seriesKey]struct{}),
+		pods:       make(map[podKey]*point),
+		containers: make(map[containerKey]*point),
+	}
+	var lbls labels.Labels
+	for {
+		et, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return tsdb.NodeScrape{}, fmt.Errorf("parse: %w", err)
+		}
+		if et != textparse.EntrySeries {
+			continue
+		}
+		_, ts, v := p.Series()
+		p.Labels(&lbls)
+		if err := d.add(lbls, ts, v); err != nil {
+			return tsdb.NodeScrape{}, err
+		}
+	}
+	if !d.any {
+		return tsdb.NodeScrape{}, ErrNoSamples
+	}
+	return d.result(scrapeTime), nil
+}
+
+type decoder struct {
+	defaultTs  int64
+	any        bool // some resource series was read
+	seen       map[seriesKey]struct{}
+	node       point
+	pods       map[podKey]*point
+	containers map[containerKey]*point
+}
+
+// add records one series. It returns an error for input Decode must reject.
+func (d *decoder) add(lbls labels.Labels, ts *int64, v float64) error {
+	name := lbls.Get(labels.MetricName)
+	var (
+		kind    seriesKind
+		scope   string // "node", "pod" or "container"
+		tracked = true
+	)
+	switch name {
+	case nodeCPUName:
+		kind, scope = kindCPU, "node"
+	case nodeMemoryName:
+		kind, scope = kindMemory, "node"
+	case nodeSwapName:
+		kind, scope = kindSwap, "node"
+	case podCPUName:
+		kind, scope = kindCPU, "pod"
+	case podMemoryName:
+		kind, scope = kindMemory, "pod"
+	case podSwapName:
+		kind, scope = kindSwap, "pod"
+	case containerCPUName:
+		kind, scope = kindCPU, "container"
+	case containerMemoryName:
+		kind, scope = kindMemory, "container"
+	case containerSwapName:
+		kind, scope = kindSwap, "container"
+	case containerStartName:
+		kind, scope = kindStart, "container"
+	default:
+		tracked = false
+	}
+	if !tracked {
+		return nil
+	}
+
+	key := seriesKey{name: name}
+	if scope != "node" {
+		key.namespace, key.pod = lbls.Get(labelNamespace), lbls.Get(labelPod)
+		if key.namespace == "" || key.pod == "" {
+			return fmt.Errorf("series %s without namespace or pod label", name)
+		}
+	}
+	if scope == "container" {
+		key.container = lbls.Get(labelContainer)
+		if key.container == "" {
+			return fmt.Errorf("series %s{namespace=%q,pod=%q} without container label", name, key.namespace, key.pod)
+		}
+	}
+	if _, dup := d.seen[key]; dup {
+		return fmt.Errorf("duplicate series %s{namespace=%q,pod=%q,container=%q}", name, key.namespace, key.pod, key.container)
+	}
+	d.seen[key] = struct{}{}
+
+	tsMs := d.defaultTs
+	if ts != nil {
+		if *ts <= 0 || *ts >= maxTimestampMs {
+			return fmt.Errorf("series %s: invalid timestamp %d", name, *ts)
+		}
+		tsMs = *ts
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Errorf("series %s: invalid value %v", name, v)
+	}
+	if kind != kindStart && v < 0 {
+		return fmt.Errorf("series %s: negative value %v", name, v)
+	}
+
+	var pt *point
+	switch scope {
+	case "node":
+		pt = &d.node
+	case "pod":
+		k := podKey{key.namespace, key.pod}
+		if pt = d.pods[k]; pt == nil {
+			pt = &point{}
+			d.pods[k] = pt
+		}
+	default:
+		k := containerKey{podKey{key.namespace, key.pod}, key.container}
+		if pt = d.containers[k]; pt == nil {
+			pt = &point{}
+			d.containers[k] = pt
+		}
+	}
+	d.any = true
+
+	switch kind {
+	case kindCPU:
+		pt.cpu, pt.hasCPU, pt.tsMs = v, true, tsMs
+	case kindMemory:
+		pt.mem, pt.hasMem, pt.tsMs = v, true, tsMs
+	case kindSwap:
+		pt.swap, pt.hasSwap, pt.tsMs = v, true, tsMs
+	case kindStart:
+		// Seconds to nanoseconds the way metrics-server converts them, so the fresh-container
+		// and restart rules see the same instant.
+		ns := v * 1e9
+		if ns >= math.MaxInt64 {
+			return fmt.Errorf("series %s: start time %v out of range", name, v)
+		}
+		if v > 0 {
+			pt.startNs, pt.hasStart = int64(ns), true
+		}
+	}
+	return nil
+}
+
+// result assembles the NodeScrape, sorted (pods by namespace and name, containers by namespace,
+// pod and container) so that output is deterministic.
+func (d *decoder) result(scrapeTime time.Time) tsdb.NodeScrape {
+	out := tsdb.NodeScrape{ScrapeTime: scrapeTime}
+	if d.node.complete() {
+		out.NodeSample, out.HasNode = d.node.sample(), true
+	}
+	for k, pt := range d.pods {
+		if !pt.complete() {
+			continue
+		}
+		out.Pods = append(out.Pods, tsdb.PodSample{Namespace: k.namespace, Pod: k.pod, Sample: pt.sample()})
+	}
+	incomplete := make(map[podKey]bool)
+	for k, pt := range d.containers {
+		if !pt.complete() {
+			incomplete[k.podKey] = true
+		}
+	}
+	for k, pt := range d.containers {
+		if incomplete[k.podKey] {
+			continue
+		}
+		c := tsdb.ContainerSample{Namespace: k.namespace, Pod: k.pod, Container: k.container, Sample: pt.sample()}
+		if pt.hasStart {
+			c.StartTime = time.Unix(0, pt.startNs).UTC()
+		}
+		out.Containers = append(out.Containers, c)
+	}
+	slices.SortFunc(out.Pods, func(a, b tsdb.PodSample) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Pod, b.Pod))
+	})
+	slices.SortFunc(out.Containers, func(a, b tsdb.ContainerSample) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Pod, b.Pod), cmp.Compare(a.Container, b.Container))
+	})
+	return out
+}
