@@ -1,0 +1,184 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
+	cliflag "k8s.io/component-base/cli/flag"
+
+	"github.com/hindsight-metrics/hindsight/apiserver"
+	"github.com/hindsight-metrics/hindsight/scraper"
+	"github.com/hindsight-metrics/hindsight/tsdb"
+)
+
+// options holds every flag. Flag names follow metrics-server v0.9.0 wherever it has one, so
+// Hindsight replaces it in place; the rest are Hindsight's own (storage, logging).
+type options struct {
+	server *apiserver.Options
+
+	kubeconfig string
+
+	resolution   time.Duration
+	nodeSelector string
+
+	kubeletPort              int
+	kubeletUseNodeStatusPort bool
+	kubeletAddressTypes      []string
+	kubeletInsecureTLS       bool
+	kubeletCA                string
+	kubeletClientCert        string
+	kubeletClientKey         string
+	kubeletTimeout           time.Duration
+	kubeletMaxBody           string
+
+	storagePath   string
+	retention     time.Duration
+	retentionSize string
+
+	logLevel  string
+	logFormat string
+
+	showVersion bool
+}
+
+func newOptions() *options {
+	return &options{
+		server:              apiserver.NewOptions(),
+		resolution:          15 * time.Second,
+		kubeletPort:         10250,
+		kubeletAddressTypes: addressTypeStrings(scraper.DefaultAddressTypes),
+		kubeletTimeout:      10 * time.Second,
+		kubeletMaxBody:      "16Mi",
+		storagePath:         "/var/lib/hindsight",
+		retention:           tsdb.DefaultRetention,
+		retentionSize:       "0",
+		logLevel:            "info",
+		logFormat:           "text",
+	}
+}
+
+func (o *options) flags() cliflag.NamedFlagSets {
+	var nfs cliflag.NamedFlagSets
+	o.server.AddNamedFlags(&nfs)
+
+	fs := nfs.FlagSet("kubelet client")
+	fs.IntVar(&o.kubeletPort, "kubelet-port", o.kubeletPort, "The port to use to connect to Kubelets.")
+	fs.BoolVar(&o.kubeletUseNodeStatusPort, "kubelet-use-node-status-port", o.kubeletUseNodeStatusPort, "Use the port in the node status. Takes precedence over --kubelet-port flag.")
+	fs.StringSliceVar(&o.kubeletAddressTypes, "kubelet-preferred-address-types", o.kubeletAddressTypes, "The priority of node address types to use when determining which address to use to connect to a particular node.")
+	fs.BoolVar(&o.kubeletInsecureTLS, "kubelet-insecure-tls", o.kubeletInsecureTLS, "Do not verify CA of serving certificates presented by Kubelets. For testing purposes only.")
+	fs.StringVar(&o.kubeletCA, "kubelet-certificate-authority", o.kubeletCA, "Path to the CA to use to validate the Kubelet's serving certificates.")
+	fs.StringVar(&o.kubeletClientCert, "kubelet-client-certificate", o.kubeletClientCert, "Path to a client cert file for TLS.")
+	fs.StringVar(&o.kubeletClientKey, "kubelet-client-key", o.kubeletClientKey, "Path to a client key file for TLS.")
+	fs.DurationVar(&o.kubeletTimeout, "kubelet-request-timeout", o.kubeletTimeout, "The length of time to wait before giving up on a single request to Kubelet. Non-zero values should contain a corresponding time unit (e.g. 1s, 2m, 3h).")
+	fs.StringVar(&o.kubeletMaxBody, "kubelet-max-response-size", o.kubeletMaxBody, "Largest /metrics/resource response accepted from one kubelet, as a quantity (e.g. 16Mi); a larger one fails that node's scrape.")
+
+	fs = nfs.FlagSet("metrics")
+	fs.DurationVar(&o.resolution, "metric-resolution", o.resolution, "The resolution at which Hindsight will retain metrics, must set value at least 10s.")
+	fs.StringVarP(&o.nodeSelector, "node-selector", "l", o.nodeSelector, "Selector (label query) to filter on, not including uninitialized ones, supports '=', '==', and '!='.(e.g. -l key1=value1,key2=value2).")
+
+	fs = nfs.FlagSet("storage")
+	fs.StringVar(&o.storagePath, "storage-path", o.storagePath, "Directory that holds every sample (Prometheus TSDB) and the object catalog; mount a PersistentVolume here.")
+	fs.DurationVar(&o.retention, "retention", o.retention, "How long samples are kept.")
+	fs.StringVar(&o.retentionSize, "retention-size", o.retentionSize, "Largest size of persisted blocks, as a quantity (e.g. 8Gi); 0 means no size limit.")
+
+	fs = nfs.FlagSet("kubernetes client")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "The path to the kubeconfig used to connect to the Kubernetes API server and the Kubelets (defaults to in-cluster config)")
+
+	fs = nfs.FlagSet("logging")
+	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "Least severe messages logged: debug, info, warn or error.")
+	fs.StringVar(&o.logFormat, "log-format", o.logFormat, "Log format: text or json.")
+
+	fs = nfs.FlagSet("misc")
+	fs.BoolVar(&o.showVersion, "version", o.showVersion, "Print the version and exit.")
+	return nfs
+}
+
+// validate reports every problem with the flags at once.
+func (o *options) validate() error {
+	errs := []error{o.server.Validate()}
+	if o.resolution < scraper.MinResolution {
+		errs = append(errs, fmt.Errorf("--metric-resolution should be a time duration at least %s, but value %s provided", scraper.MinResolution, o.resolution))
+	}
+	if o.resolution <= o.kubeletTimeout {
+		errs = append(errs, fmt.Errorf("--metric-resolution should be larger than --kubelet-request-timeout, but metric-resolution value %s kubelet-request-timeout value %s provided", o.resolution, o.kubeletTimeout))
+	}
+	if _, err := labels.Parse(o.nodeSelector); err != nil {
+		errs = append(errs, fmt.Errorf("--node-selector: %w", err))
+	}
+	if (o.kubeletClientCert == "") != (o.kubeletClientKey == "") {
+		errs = append(errs, errors.New("--kubelet-client-certificate and --kubelet-client-key must be given together"))
+	}
+	if _, err := parseBytes("--kubelet-max-response-size", o.kubeletMaxBody); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseBytes("--retention-size", o.retentionSize); err != nil {
+		errs = append(errs, err)
+	}
+	if o.storagePath == "" {
+		errs = append(errs, errors.New("--storage-path must not be empty"))
+	}
+	if _, err := o.level(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format must be text or json, got %q", o.logFormat))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *options) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", o.logLevel)
+	}
+	return l, nil
+}
+
+func (o *options) kubeletConfig() scraper.KubeletConfig {
+	maxBody, _ := parseBytes("", o.kubeletMaxBody) // validated
+	types := make([]corev1.NodeAddressType, 0, len(o.kubeletAddressTypes))
+	for _, t := range o.kubeletAddressTypes {
+		types = append(types, corev1.NodeAddressType(strings.TrimSpace(t)))
+	}
+	return scraper.KubeletConfig{
+		Port:                  o.kubeletPort,
+		UseNodeStatusPort:     o.kubeletUseNodeStatusPort,
+		PreferredAddressTypes: types,
+		InsecureTLS:           o.kubeletInsecureTLS,
+		CAFile:                o.kubeletCA,
+		ClientCertFile:        o.kubeletClientCert,
+		ClientKeyFile:         o.kubeletClientKey,
+		Timeout:               o.kubeletTimeout,
+		MaxBodyBytes:          maxBody,
+	}
+}
+
+func (o *options) storageConfig() tsdb.Config {
+	size, _ := parseBytes("", o.retentionSize) // validated
+	return tsdb.Config{Dir: o.storagePath, Retention: o.retention, RetentionSize: size, Resolution: o.resolution}
+}
+
+func parseBytes(flag, s string) (int64, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q is not a quantity such as 512Mi or 8Gi: %w", flag, s, err)
+	}
+	if q.Sign() < 0 {
+		return 0, fmt.Errorf("%s must not be negative, got %s", flag, s)
+	}
+	return q.Value(), nil
+}
+
+func addressTypeStrings(ts []corev1.NodeAddressType) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = string(t)
+	}
+	return out
+}
