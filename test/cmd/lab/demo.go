@@ -23,6 +23,7 @@ func runDemo(ctx context.Context, args []string) error {
 	dir := fs.String("dir", filepath.Join("_output", "demo"), "directory for the cluster's PKI, kubeconfigs, data and logs (wiped at start)")
 	nodes := fs.Int("nodes", 3, "number of simulated (kwok) nodes")
 	resolution := fs.Duration("metric-resolution", 15*time.Second, "scrape interval of the metrics server")
+	peer := fs.Bool("metrics-server", false, "serve metrics.k8s.io with the metrics-server peer instead of Hindsight")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,10 +55,6 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := populate(ctx, c, *nodes); err != nil {
 		return err
 	}
-	ms, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: *resolution, Register: true})
-	if err != nil {
-		return err
-	}
 	binDir := filepath.Join(abs, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return fmt.Errorf("create bin dir: %w", err)
@@ -65,17 +62,33 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := os.Symlink(c.Tools.Kubectl, filepath.Join(binDir, "kubectl")); err != nil {
 		return fmt.Errorf("link kubectl: %w", err)
 	}
+	var server string
+	if *peer {
+		ms, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: *resolution, Register: true})
+		if err != nil {
+			return err
+		}
+		server = fmt.Sprintf("the metrics-server %s peer (pid %d, https://127.0.0.1:%d)", cluster.MetricsServerVersion, ms.PID(), ms.Port)
+	} else {
+		fmt.Println("demo: building and starting Hindsight ...")
+		h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: *resolution, Register: true})
+		if err != nil {
+			return err
+		}
+		server = fmt.Sprintf("Hindsight (pid %d, https://127.0.0.1:%d, data in %s, log in %s)", h.PID(), h.Port, h.StorageDir, filepath.Join(abs, "logs", "hindsight.log"))
+	}
 	fmt.Printf(`
-demo: ready in %s. metrics.k8s.io is served by the metrics-server %s peer (pid %d, 127.0.0.1:%d);
-      Hindsight takes its place once its metrics API lands. In another terminal:
+demo: ready in %s. metrics.k8s.io (v1 and v1beta1) is served by %s.
+      In another terminal:
 
   export KUBECONFIG=%s PATH=%s:$PATH
-  kubectl top nodes                    # numbers after two scrapes (%s apart)
+  kubectl top nodes                    # numbers after the first scrapes (%s apart)
   kubectl top pods -A --containers
+  kubectl get --raw /apis/metrics.k8s.io/v1/namespaces/batch/pods | head -c 600
   kubectl get hpa -n shop -w           # web scales with its simulated CPU, which changes every 30s
 
 Press Ctrl-C to stop everything.
-`, time.Since(start).Round(time.Second), cluster.MetricsServerVersion, ms.PID(), ms.Port, c.Kubeconfig(), binDir, *resolution)
+`, time.Since(start).Round(time.Second), server, c.Kubeconfig(), binDir, *resolution)
 
 	varyUsage(ctx, c)
 	return nil

@@ -1,0 +1,22 @@
+package cluster
+
+import (
+	"os"
+	"testing"
+)
+
+func TestProcStatsOfSelf(t *testing.T) {
+	s, err := procStats(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RSSBytes < 1<<20 || s.RSSBytes > 1<<36 {
+		t.Errorf("RSS %d bytes, want between 1 MiB and 64 GiB for a Go test binary", s.RSSBytes)
+	}
+	if s.CPUSeconds < 0 {
+		t.Errorf("CPU %f s, want ≥ 0", s.CPUSeconds)
+	}
+	if _, err := procStats(-1); err == nil {
+		t.Error("procStats(-1) succeeded")
+	}
+}
