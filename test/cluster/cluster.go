@@ -185,23 +185,13 @@ func (c *Cluster) WriteTokenKubeconfig(path, user, token string) error {
 	return writeKubeconfig(path, c.APIServerURL, c.PKI.Path("ca.crt"), user, "", "", token)
 }
 
+// writeKubeconfig writes a kubeconfig that refers to the CA and client key pair by path
+// rather than embedding them: a server that reads it (Hindsight, metrics-server) can then
+// present the same files to kubelets.
 func writeKubeconfig(path, server, caFile, user, certFile, keyFile, token string) error {
-	ca, err := os.ReadFile(caFile)
-	if err != nil {
-		return fmt.Errorf("read CA: %w", err)
-	}
-	auth := &clientcmdapi.AuthInfo{Token: token}
-	if certFile != "" {
-		if auth.ClientCertificateData, err = os.ReadFile(certFile); err != nil {
-			return fmt.Errorf("read client cert: %w", err)
-		}
-		if auth.ClientKeyData, err = os.ReadFile(keyFile); err != nil {
-			return fmt.Errorf("read client key: %w", err)
-		}
-	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
-	cfg.AuthInfos[user] = auth
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: caFile}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token, ClientCertificate: certFile, ClientKey: keyFile}
 	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: user}
 	cfg.CurrentContext = "local"
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {

@@ -85,7 +85,7 @@ demo: ready in %s. metrics.k8s.io (v1 and v1beta1) is served by %s.
   kubectl top nodes                    # numbers after the first scrapes (%s apart)
   kubectl top pods -A --containers
   kubectl get --raw /apis/metrics.k8s.io/v1/namespaces/batch/pods | head -c 600
-  kubectl get hpa -n shop -w           # web scales with its simulated CPU, which changes every 30s
+  kubectl get hpa -n shop -w           # web's CPU jumps from 60%% to 180%% of its request every 90s
 
 Press Ctrl-C to stop everything.
 `, time.Since(start).Round(time.Second), server, c.Kubeconfig(), binDir, *resolution)
@@ -108,7 +108,7 @@ func populate(ctx context.Context, c *cluster.Cluster, nodes int) error {
 	node := func(i int) string { return fmt.Sprintf("kwok-node-%d", i%nodes) }
 	req := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}
 	for i, d := range []cluster.DeploymentSpec{
-		{Name: "web", Replicas: 1, Usage: cluster.Usage{CPU: "120m", Memory: "96Mi"}},
+		{Name: "web", Replicas: 1, Usage: cluster.Usage{CPU: "60m", Memory: "96Mi"}},
 		{Name: "api", Replicas: 2, Usage: cluster.Usage{CPU: "80m", Memory: "200Mi"}},
 		{Name: "cache", Replicas: 1, Usage: cluster.Usage{CPU: "30m", Memory: "900Mi"}},
 	} {
@@ -145,8 +145,9 @@ func populate(ctx context.Context, c *cluster.Cluster, nodes int) error {
 }
 
 // varyUsage changes the simulated usage every 30 seconds until ctx ends: the crunchers
-// follow a sine wave, and web's template alternates between low and high CPU (a rollout
-// the HPA reacts to).
+// follow a sine wave, and web's pods alternate every 90 seconds between 60m (60 % of their
+// request) and 180m, which the HPA answers by scaling web out and back in. Pods are patched
+// directly, not through web's template, so that no rollout replaces them.
 func varyUsage(ctx context.Context, c *cluster.Cluster) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -163,12 +164,21 @@ func varyUsage(ctx context.Context, c *cluster.Cluster) {
 				fmt.Fprintln(os.Stderr, "demo:", err)
 			}
 		}
-		web := cluster.Usage{CPU: "60m", Memory: "96Mi"}
-		if step%4 < 2 {
+		web := cluster.Usage{CPU: "60m"}
+		if (step/3)%2 == 0 {
 			web.CPU = "180m"
 		}
-		if err := c.SetDeploymentUsage(ctx, "shop", "web", web); err != nil && ctx.Err() == nil {
-			fmt.Fprintln(os.Stderr, "demo:", err)
+		pods, err := c.Client().CoreV1().Pods("shop").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintln(os.Stderr, "demo:", err)
+			}
+			continue
+		}
+		for _, p := range pods.Items {
+			if err := c.SetPodUsage(ctx, "shop", p.Name, web); err != nil && ctx.Err() == nil {
+				fmt.Fprintln(os.Stderr, "demo:", err)
+			}
 		}
 	}
 }
