@@ -40,16 +40,7 @@ func TestHindsight(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	for _, n := range []string{"kwok-a", "kwok-b"} {
-		if _, err := c.CreateNode(ctx, cluster.NodeSpec{Name: n}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, p := range smokePods {
-		if _, err := c.CreatePod(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createFleet(ctx, t, c, smokePods)
 	pending := hindsightPods[0]
 	if _, err := c.Client().CoreV1().Pods("default").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: pending.Name, Namespace: "default"},

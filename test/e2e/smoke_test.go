@@ -33,16 +33,7 @@ func TestSmokeMetricsServerPeer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	for _, n := range []string{"kwok-a", "kwok-b"} {
-		if _, err := c.CreateNode(ctx, cluster.NodeSpec{Name: n}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, p := range smokePods {
-		if _, err := c.CreatePod(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createFleet(ctx, t, c, smokePods)
 	wantNodes, wantContainers := expectedUsage(smokePods)
 
 	// The shipped manifests are valid for a real kube-apiserver (server-side dry run), before
@@ -114,6 +105,26 @@ func TestSmokeMetricsServerPeer(t *testing.T) {
 	for name, pid := range pids {
 		if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
 			t.Errorf("%s (pid %d) is still running after Stop (kill 0: %v)", name, pid, err)
+		}
+	}
+}
+
+// createFleet creates the kwok nodes the pods name and then the pods, waiting for each.
+func createFleet(ctx context.Context, t *testing.T, c *cluster.Cluster, pods []cluster.PodSpec) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, p := range pods {
+		if p.Node == "" || seen[p.Node] {
+			continue
+		}
+		seen[p.Node] = true
+		if _, err := c.CreateNode(ctx, cluster.NodeSpec{Name: p.Node}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range pods {
+		if _, err := c.CreatePod(ctx, p); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
