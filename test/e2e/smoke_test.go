@@ -193,15 +193,16 @@ func parseTop(out string, minCols, cpuCol, memCol int, keyCols ...int) (map[stri
 	return rows, nil
 }
 
-// checkUsage compares within a relative tolerance, but never finer than what kubectl top
-// can show: it prints whole millicores rounded up and whole mebibytes.
+// checkUsage compares within a relative tolerance plus what kubectl top's display adds: it
+// prints whole millicores rounded up (up to 1m more than the served value) and whole
+// mebibytes.
 func checkUsage(t *testing.T, what string, got, want usage, tol float64) {
 	t.Helper()
-	if math.Abs(got.cpu-want.cpu) > max(tol*want.cpu, 0.001) {
-		t.Errorf("%s: CPU %.4f cores, want %.4f ± %.0f%%", what, got.cpu, want.cpu, tol*100)
+	if math.Abs(got.cpu-want.cpu) > tol*want.cpu+0.001 {
+		t.Errorf("%s: CPU %.4f cores, want %.4f ± %.0f%% + 1m", what, got.cpu, want.cpu, tol*100)
 	}
-	if math.Abs(got.mem-want.mem) > max(tol*want.mem, 1<<20) {
-		t.Errorf("%s: memory %.0f bytes, want %.0f ± %.0f%%", what, got.mem, want.mem, tol*100)
+	if math.Abs(got.mem-want.mem) > tol*want.mem+1<<20 {
+		t.Errorf("%s: memory %.0f bytes, want %.0f ± %.0f%% + 1Mi", what, got.mem, want.mem, tol*100)
 	}
 }
 

@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+
+	"github.com/hindsight-metrics/hindsight/test/cluster"
+)
+
+// TestRestartServesAtOnce restarts Hindsight while an HPA watches a Deployment and measures
+// how soon the new process serves pod metrics again, next to metrics-server restarted on the
+// same cluster with the same resolution. Hindsight rebuilds the current window from the
+// points it stored, so it needs no fresh scrapes; metrics-server needs two.
+func TestRestartServesAtOnce(t *testing.T) {
+	c := cluster.New(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	createFleet(ctx, t, c, smokePods)
+	req := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}
+	if _, err := c.CreateDeployment(ctx, cluster.DeploymentSpec{
+		Namespace: "hpa", Name: "steady", Node: "kwok-a", Replicas: 2, Requests: req,
+		Usage: cluster.Usage{CPU: "40m", Memory: "32Mi"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, wantContainers := expectedUsage(smokePods)
+	wantPods := len(smokePods) + 2 // and the Deployment's two
+
+	const resolution = 10 * time.Second
+	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: resolution, Register: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := readerToken(ctx, c, "kube-system", "restart-watcher", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := directClient(c, h.Port, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := firstAnswer(ctx, hc, wantPods, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The HPA starts once Hindsight serves, so that any missing-metrics event below comes
+	// from the restarts.
+	hpas := c.Client().AutoscalingV2().HorizontalPodAutoscalers("hpa")
+	if _, err := hpas.Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "steady", Namespace: "hpa"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "steady"},
+			MinReplicas:    ptr.To[int32](2),
+			MaxReplicas:    4,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name:   corev1.ResourceCPU,
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
+			}}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = cluster.Poll(ctx, 2*time.Minute, time.Second, "the HPA to read utilisation", func(ctx context.Context) (bool, error) {
+		h, err := hpas.Get(ctx, "steady", metav1.GetOptions{})
+		return err == nil && len(h.Status.CurrentMetrics) > 0, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Let the stored window age a little, as it would in a rollout.
+	wait(ctx, t, resolution/2)
+
+	for round := 1; round <= 2; round++ {
+		if err := h.Stop(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		restartedAt := time.Now()
+		if err := c.RestartHindsight(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := firstAnswer(ctx, hc, wantPods, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(restartedAt) // from just before the process was started
+		t.Logf("restart %d: Hindsight answered with every pod %s after its process started", round, took.Round(10*time.Millisecond))
+		if took > 2*time.Second {
+			t.Errorf("restart %d: first complete answer %s after start, want ≤ 2s", round, took)
+		}
+		out, err := c.Kubectl(ctx, "top", "pods", "-A", "--containers", "--no-headers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := parseTop(out, 3, 3, 4, 0, 1, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, want := range wantContainers {
+			checkUsage(t, "after restart: container "+key, rows[key], want, 0.02)
+		}
+		wait(ctx, t, resolution+resolution/2) // let the HPA sync against the new process
+	}
+
+	// The same for metrics-server, on its own port.
+	ms, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: resolution})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := directClient(c, ms.Port, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := firstAnswer(ctx, mc, wantPods, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	msStart := time.Now()
+	ms2, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: resolution})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc2, err := directClient(c, ms2.Port, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := firstAnswer(ctx, mc2, wantPods, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("metrics-server answered with every pod %s after its process started (resolution %s)", time.Since(msStart).Round(10*time.Millisecond), resolution)
+
+	events, err := c.Client().CoreV1().Events("hpa").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=steady,involvedObject.kind=HorizontalPodAutoscaler"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events.Items {
+		msg := strings.ToLower(e.Message)
+		if strings.Contains(msg, "no metrics returned") || strings.Contains(msg, "did not receive metrics") {
+			t.Errorf("HPA event across the restarts: %s: %s (x%d)", e.Reason, e.Message, e.Count)
+		}
+	}
+}
+
+// firstAnswer polls a metrics server until it lists at least want pods with metrics and
+// returns how long that took.
+func firstAnswer(ctx context.Context, mc *metricsclient.Clientset, want int, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	err := cluster.Poll(ctx, timeout, 20*time.Millisecond, "pod metrics for every pod", func(ctx context.Context) (bool, error) {
+		l, err := mc.MetricsV1beta1().PodMetricses("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil // not serving yet
+		}
+		return len(l.Items) >= want, nil
+	})
+	return time.Since(start), err
+}
+
+func wait(ctx context.Context, t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	case <-time.After(d):
+	}
+}
