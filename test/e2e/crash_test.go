@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/hindsight-metrics/hindsight/test/cluster"
+)
+
+// TestKillNineMidScrape kills Hindsight with SIGKILL at a random moment of its scrape
+// cycle three times in a row. Every restart must open the store cleanly and serve again,
+// and afterwards the stored series may miss at most one resolution interval around each kill.
+func TestKillNineMidScrape(t *testing.T) {
+	c := cluster.New(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	createFleet(ctx, t, c, smokePods)
+
+	const resolution = 10 * time.Second
+	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: resolution})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := readerToken(ctx, c, "kube-system", "crash-watcher", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := directClient(c, h.Port, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := firstAnswer(ctx, hc, len(smokePods), 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for kill := 1; kill <= 3; kill++ {
+		// Somewhere inside the next scrape cycle, possibly in the middle of a write.
+		wait(ctx, t, resolution+time.Duration(rand.Int64N(int64(resolution))))
+		if err := h.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		restarted := time.Now()
+		if err := c.RestartHindsight(ctx, h); err != nil {
+			t.Fatalf("restart %d after kill -9: %v", kill, err)
+		}
+		if _, err := firstAnswer(ctx, hc, len(smokePods), time.Minute); err != nil {
+			t.Fatalf("restart %d after kill -9: %v", kill, err)
+		}
+		t.Logf("kill -9 #%d: serving every pod again %s after the restart", kill, time.Since(restarted).Round(10*time.Millisecond))
+	}
+	wait(ctx, t, 2*resolution)
+	if err := h.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now()
+
+	// The store opens and every series of the run is continuous but for the kills.
+	samples := readSeries(t, filepath.Join(h.StorageDir, "tsdb"), start, end)
+	if len(samples) == 0 {
+		t.Fatal("no series stored")
+	}
+	maxGap := 2*resolution + 3*time.Second // one lost round, plus restart and jitter
+	var largest time.Duration
+	for series, ts := range samples {
+		want := int(end.Sub(start)/resolution) - 3 // at most one round lost per kill
+		if len(ts) < want {
+			t.Errorf("%s: %d samples over %s, want at least %d", series, len(ts), end.Sub(start).Round(time.Second), want)
+		}
+		for i := 1; i < len(ts); i++ {
+			gap := ts[i].Sub(ts[i-1])
+			largest = max(largest, gap)
+			if gap > maxGap {
+				t.Errorf("%s: %s without a sample before %s (want ≤ %s)", series, gap, ts[i].Format(time.TimeOnly), maxGap)
+			}
+		}
+	}
+	t.Logf("%d series checked over %s: largest gap between samples %s (allowed %s)", len(samples), end.Sub(start).Round(time.Second), largest, maxGap)
+}
+
+// readSeries opens a TSDB directory read-only, checks its blocks and returns the sample
+// times of every node and container CPU series within [from, to].
+func readSeries(t *testing.T, dir string, from, to time.Time) map[string][]time.Time {
+	t.Helper()
+	db, err := tsdb.OpenDBReadOnly(dir, t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("open %s read-only: %v", dir, err)
+	}
+	defer db.Close()
+	blocks, err := db.Blocks()
+	if err != nil {
+		t.Fatalf("blocks of %s: %v", dir, err)
+	}
+	for _, b := range blocks {
+		if m := b.Meta(); m.MinTime > m.MaxTime {
+			t.Errorf("block %s: min time %d after max time %d", m.ULID, m.MinTime, m.MaxTime)
+		}
+	}
+	q, err := db.Querier(from.UnixMilli(), to.UnixMilli())
+	if err != nil {
+		t.Fatalf("querier: %v", err)
+	}
+	defer q.Close()
+	out := map[string][]time.Time{}
+	for _, name := range []string{"node_cpu_usage_seconds_total", "container_cpu_usage_seconds_total"} {
+		ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+		for ss.Next() {
+			s := ss.At()
+			it := s.Iterator(nil)
+			var ts []time.Time
+			for it.Next() == chunkenc.ValFloat {
+				ms, _ := it.At()
+				ts = append(ts, time.UnixMilli(ms))
+			}
+			if err := it.Err(); err != nil {
+				t.Fatalf("read %s: %v", s.Labels(), err)
+			}
+			key := fmt.Sprint(s.Labels())
+			out[key] = append(out[key], ts...)
+		}
+		if err := ss.Err(); err != nil {
+			t.Fatalf("select %s: %v", name, err)
+		}
+	}
+	return out
+}
