@@ -51,6 +51,7 @@ type appender struct {
 	app       storage.AppenderV2
 	appended  int
 	committed bool
+	commitErr error // the commit's error; nil when committed or when no commit was tried
 	skipped   map[string]int
 	errs      int   // unexpected append errors
 	firstErr  error // the first of them
@@ -68,7 +69,7 @@ func newAppender() *appender {
 // commit or for samples that failed unexpectedly; the counts stay in a until the next call.
 func (a *appender) appendBatch(ctx context.Context, app storage.AppenderV2, b *Batch) error {
 	a.gen++
-	a.app, a.appended, a.committed, a.errs, a.firstErr = app, 0, false, 0, nil
+	a.app, a.appended, a.committed, a.commitErr, a.errs, a.firstErr = app, 0, false, nil, 0, nil
 	clear(a.skipped)
 	defer func() { a.app = nil }()
 
@@ -102,7 +103,8 @@ func (a *appender) appendBatch(ctx context.Context, app storage.AppenderV2, b *B
 	if err := app.Commit(); err != nil {
 		// The appender is rolled back: forget every cached reference and timestamp.
 		clear(a.cache)
-		return fmt.Errorf("commit %d samples: %w", a.appended, err)
+		a.commitErr = fmt.Errorf("commit %d samples: %w", a.appended, err)
+		return a.commitErr
 	}
 	a.committed = true
 	if a.gen%cacheIdleWrites == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -25,12 +26,15 @@ var errNoMetrics = errors.New("no metrics to serve")
 type DB struct {
 	cfg  Config // completed
 	log  *slog.Logger
+	lock *dirLock // on cfg.Dir, released by Close after the TSDB
 	tsdb *promtsdb.DB
 	// appendable is tsdb; tests replace it to inject failures.
 	appendable storage.AppendableV2
 	m          *metrics
 	// now is the wall clock; tests replace it.
 	now func() time.Time
+	// health is the outcome of the last commit (StorageHealth).
+	health storageHealth
 
 	// writeMu serializes Write and Close; it guards app and closed.
 	writeMu sync.Mutex
@@ -46,6 +50,12 @@ type DB struct {
 // than two resolutions, fills the current window from them, so that a restart serves at
 // once. The embedded TSDB registers its own metrics (prometheus_tsdb_*) on reg with
 // MustRegister, so reg must not have been passed to another Open; reg may be nil.
+//
+// Open locks cfg.Dir (the file hindsight.lock in it) until Close. When another process or
+// another open DB holds it, Open fails at once, without waiting and without touching the
+// TSDB, with an error that wraps ErrLocked and names the lock file and the holder's PID,
+// host and start time. A WAL damaged by a crash (a torn last record) is repaired: the
+// TSDB logs a warning and keeps the samples before the damage.
 func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
@@ -54,6 +64,18 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := os.MkdirAll(cfg.Dir, 0o777); err != nil {
+		return nil, fmt.Errorf("create storage directory: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, lock.release())
+		}
+	}()
 	m := newMetrics()
 	if err := m.register(reg); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
@@ -70,6 +92,7 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err e
 	db := &DB{
 		cfg:        cfg,
 		log:        log,
+		lock:       lock,
 		tsdb:       pdb,
 		appendable: pdb,
 		m:          m,
@@ -117,10 +140,13 @@ func (db *DB) Write(ctx context.Context, b Batch) error {
 		db.m.skipped[reason].Add(float64(n))
 	}
 	db.m.appendErrors.WithLabelValues("append").Add(float64(db.app.errs))
-	if db.app.committed {
+	switch {
+	case db.app.committed:
 		db.m.appended.Add(float64(db.app.appended))
-	} else if ctx.Err() == nil {
+		db.recordCommit(nil)
+	case db.app.commitErr != nil:
 		db.m.appendErrors.WithLabelValues("commit").Inc()
+		db.recordCommit(db.app.commitErr)
 	}
 	return err
 }
@@ -152,9 +178,9 @@ func (db *DB) Ready() error {
 	return nil
 }
 
-// Close flushes the TSDB (with a snapshot of its head, for a fast restart) and closes
-// it. Write fails after Close; the current window is still served from memory. Closing
-// twice is a no-op.
+// Close flushes the TSDB (with a snapshot of its head, for a fast restart), closes it and
+// releases the lock on the directory. It waits for a Write in progress; Write fails after
+// Close, and the current window is still served from memory. Closing twice is a no-op.
 func (db *DB) Close() error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
@@ -162,10 +188,14 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
+	var errs []error
 	if err := db.tsdb.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", db.cfg.tsdbDir(), err)
+		errs = append(errs, fmt.Errorf("close %s: %w", db.cfg.tsdbDir(), err))
 	}
-	return nil
+	if err := db.lock.release(); err != nil {
+		errs = append(errs, fmt.Errorf("release the lock on %s: %w", db.cfg.Dir, err))
+	}
+	return errors.Join(errs...)
 }
 
 // Len returns how many samples Write appends for b: CPU and memory (and swap, when
@@ -205,6 +235,7 @@ type metrics struct {
 	appended      prometheus.Counter
 	appendErrors  *prometheus.CounterVec
 	writeDuration prometheus.Histogram
+	writable      prometheus.Gauge
 
 	// Pre-resolved children, so counting does not look labels up.
 	rejectedBy map[string]prometheus.Counter
@@ -238,6 +269,10 @@ func newMetrics() *metrics {
 			Help:    "Time to store one scrape round.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}),
+		writable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hindsight_storage_writable",
+			Help: "1 when the last commit to the TSDB succeeded (or none was tried yet), 0 when it failed: history is not kept, the current window is still served.",
+		}),
 		rejectedBy: make(map[string]prometheus.Counter, len(rejectReasons)),
 		skipped:    make(map[string]prometheus.Counter, len(skipReasons)),
 	}
@@ -251,11 +286,12 @@ func newMetrics() *metrics {
 	}
 	m.appendErrors.WithLabelValues("append")
 	m.appendErrors.WithLabelValues("commit")
+	m.writable.Set(1)
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration}
+	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration, m.writable}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

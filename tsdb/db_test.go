@@ -3,6 +3,7 @@ package tsdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -29,9 +30,24 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no dir", cfg: Config{}, wantErr: []string{"dir"}},
 		{
 			name:    "every problem",
-			cfg:     Config{Retention: -time.Second, RetentionSize: -1, Resolution: -time.Second},
-			wantErr: []string{"dir", "retention:", "retention size", "resolution"},
+			cfg:     Config{Retention: -time.Second, RetentionSize: -1, Resolution: -time.Second, ExpectedSeries: -1},
+			wantErr: []string{"dir", "retention:", "retention size", "resolution", "expected series"},
 		},
+		// One day of 1000 series at 15s is 1000 × 5760 × DiskBytesPerSample bytes.
+		{name: "retention size of one day", cfg: Config{Dir: "/data", RetentionSize: 5760 * 1000 * DiskBytesPerSample}},
+		{
+			name:    "retention size below one day",
+			cfg:     Config{Dir: "/data", RetentionSize: 5760*1000*DiskBytesPerSample - 1},
+			wantErr: []string{fmt.Sprintf("retention size: %d bytes is less than one day of samples needs, about %d bytes", 5760*1000*DiskBytesPerSample-1, 5760*1000*DiskBytesPerSample)},
+		},
+		{
+			name: "retention size below one day of a larger cluster",
+			cfg:  Config{Dir: "/data", RetentionSize: 1 << 30, ExpectedSeries: 100_000},
+			wantErr: []string{fmt.Sprintf("%d bytes is less than one day of samples needs, about %d bytes (100000 series × 5760 samples a day at a 15s resolution × %d bytes per sample)",
+				1<<30, 100_000*5760*DiskBytesPerSample, DiskBytesPerSample)},
+		},
+		{name: "coarser resolution needs less", cfg: Config{Dir: "/data", RetentionSize: 1440 * 1000 * DiskBytesPerSample, Resolution: time.Minute}},
+		{name: "no size limit", cfg: Config{Dir: "/data", ExpectedSeries: 1 << 40}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,9 +20,32 @@
 //
 // Under Config.Dir (--storage-path, the PersistentVolume):
 //
-//	<dir>/tsdb/        the Prometheus TSDB: wal/, chunks_head/, chunk_snapshot.* (written on
-//	                   Close), one directory per block, lock
-//	<dir>/catalog.db   reserved for the bbolt catalog of pods and nodes
+//	<dir>/hindsight.lock  locked (flock) by Open until Close; names the holder's PID, host
+//	                      and start time while held, empty after Close
+//	<dir>/tsdb/           the Prometheus TSDB: wal/, chunks_head/, chunk_snapshot.* (written
+//	                      on Close), one directory per block, lock
+//	<dir>/catalog.db      reserved for the bbolt catalog of pods and nodes
+//
+// A second Open of the same directory, in this process or another, fails at once with
+// ErrLocked; it never waits. The kernel drops the lock when its holder exits, however it
+// exits. A WAL whose last record a crash tore, or that ends in garbage, is repaired by Open
+// (the TSDB logs a warning): the samples before the damage are kept.
+//
+// # Retention
+//
+// Samples are kept for Config.Retention (30 days by default) and, when Config.RetentionSize
+// is set, within that many bytes (blocks, WAL and head chunks together); the oldest blocks
+// go first. Blocks are compacted up to a tenth of the retention (at most 31 days), so that
+// retention deletes at that granularity. DiskBytesPerSample (5, measured) sizes a day:
+// series × 86400s/resolution × 5 bytes, plus the WAL's last 2-3 hours.
+//
+// # Storage health
+//
+// When a commit fails (a full or read-only volume), Write still updates the in-memory
+// index, so the current window keeps being served; the round's samples are lost to history.
+// DB.StorageHealth reports the failure, since when and why; hindsight_storage_writable is
+// 0 meanwhile; one warning is logged when commits start failing and one line when they
+// succeed again, which the next Write tries by itself.
 //
 // # Current window
 //

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,45 @@ func slogt(t testing.TB) *slog.Logger {
 }
 
 type tbWriter struct{ t testing.TB }
+
+// logCapture keeps what a logger writes, one text line per record, and passes it on to
+// t.Log.
+type logCapture struct {
+	t     testing.TB
+	mu    sync.Mutex
+	lines []string
+}
+
+// captureLog returns a logger whose records the returned logCapture keeps.
+func captureLog(t testing.TB) (*slog.Logger, *logCapture) {
+	c := &logCapture{t: t}
+	return slog.New(slog.NewTextHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug})), c
+}
+
+func (c *logCapture) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.lines = append(c.lines, strings.TrimSuffix(string(p), "\n"))
+	c.mu.Unlock()
+	c.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// find returns the lines that contain every one of subs.
+func (c *logCapture) find(subs ...string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, l := range c.lines {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(l, s)
+		}
+		if all {
+			out = append(out, l)
+		}
+	}
+	return out
+}
 
 func (w tbWriter) Write(p []byte) (int, error) {
 	w.t.Helper()

@@ -85,7 +85,7 @@ func (o *options) flags() cliflag.NamedFlagSets {
 	fs = nfs.FlagSet("storage")
 	fs.StringVar(&o.storagePath, "storage-path", o.storagePath, "Directory that holds every sample (Prometheus TSDB) and the object catalog; mount a PersistentVolume here.")
 	fs.DurationVar(&o.retention, "retention", o.retention, "How long samples are kept.")
-	fs.StringVar(&o.retentionSize, "retention-size", o.retentionSize, "Largest size of persisted blocks, as a quantity (e.g. 8Gi); 0 means no size limit.")
+	fs.StringVar(&o.retentionSize, "retention-size", o.retentionSize, "Largest size of the stored samples (blocks, WAL and head chunks), as a quantity (e.g. 8Gi); the oldest are deleted first. 0 means no size limit. Set it below the volume's size: a full volume loses history (the current window is still served).")
 
 	fs = nfs.FlagSet("kubernetes client")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "The path to the kubeconfig used to connect to the Kubernetes API server and the Kubelets (defaults to in-cluster config)")
@@ -117,8 +117,11 @@ func (o *options) validate() error {
 	if _, err := parseBytes("--kubelet-max-response-size", o.kubeletMaxBody); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := parseBytes("--retention-size", o.retentionSize); err != nil {
+	if size, err := parseBytes("--retention-size", o.retentionSize); err != nil {
 		errs = append(errs, err)
+	} else if need := tsdb.MinRetentionSize(tsdb.DefaultExpectedSeries, o.resolution); size > 0 && size < need {
+		errs = append(errs, fmt.Errorf("--retention-size %s (%d bytes) is less than one day of samples needs: about %d bytes for %d series at --metric-resolution %s, %d bytes per sample; give at least that, or 0 for no size limit",
+			o.retentionSize, size, need, tsdb.DefaultExpectedSeries, o.resolution, tsdb.DiskBytesPerSample))
 	}
 	if o.storagePath == "" {
 		errs = append(errs, errors.New("--storage-path must not be empty"))

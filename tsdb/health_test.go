@@ -1,0 +1,141 @@
+package tsdb
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// rejectingAppendable is an AppendableV2 whose appenders reject every sample for a reason
+// that has nothing to do with the disk, and commit fine.
+type rejectingAppendable struct{ storage.AppendableV2 }
+
+func (r rejectingAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return rejectingAppender{r.AppendableV2.AppenderV2(ctx)}
+}
+
+type rejectingAppender struct{ storage.AppenderV2 }
+
+var errRejected = errors.New("rejected for testing")
+
+func (rejectingAppender) Append(storage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, storage.AOptions) (storage.SeriesRef, error) {
+	return 0, errRejected
+}
+
+// TestStorageHealth runs a DB through a full disk and back: Write keeps serving the current
+// window, StorageHealth, hindsight_storage_writable and the log follow the last commit, and
+// writing resumes by itself.
+func TestStorageHealth(t *testing.T) {
+	t.Parallel()
+	log, logs := captureLog(t)
+	db, err := Open(Config{Dir: t.TempDir()}, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		checkInvariants(t, db)
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := db.StorageHealth(); err != nil {
+		t.Errorf("StorageHealth() before any write = %v, want nil", err)
+	}
+
+	const (
+		ok        = "ok"
+		diskFull  = "disk full"     // commits fail
+		rejecting = "rejecting all" // appends fail, commits succeed
+	)
+	steps := []struct {
+		name         string
+		mode         string
+		wantWriteErr error
+		wantHealth   []string // substrings of StorageHealth(); none for nil
+		wantWarns    int      // "not writable" lines so far
+		wantInfos    int      // "writable again" lines so far
+	}{
+		{name: "first write", mode: ok},
+		{name: "second write", mode: ok},
+		{name: "disk full", mode: diskFull, wantWriteErr: errDiskFull,
+			wantHealth: []string{"storage not writable since " + rfc3339(at(30*time.Second)), "1 failed writes", errDiskFull.Error()}, wantWarns: 1},
+		{name: "still full", mode: diskFull, wantWriteErr: errDiskFull,
+			wantHealth: []string{"storage not writable since " + rfc3339(at(30*time.Second)), "2 failed writes"}, wantWarns: 1},
+		{name: "space again", mode: ok, wantWarns: 1, wantInfos: 1},
+		{name: "samples rejected, commit fine", mode: rejecting, wantWriteErr: errRejected, wantWarns: 1, wantInfos: 1},
+		{name: "full again", mode: diskFull, wantWriteErr: errDiskFull,
+			wantHealth: []string{"storage not writable since " + rfc3339(at(90*time.Second)), "1 failed writes"}, wantWarns: 2, wantInfos: 1},
+		{name: "recovered again", mode: ok, wantWarns: 2, wantInfos: 2},
+	}
+	var wantStored []sample
+	for i, st := range steps {
+		now := at(time.Duration(i) * 15 * time.Second)
+		db.now = func() time.Time { return now }
+		switch st.mode {
+		case ok:
+			db.appendable = db.tsdb
+			wantStored = append(wantStored, sample{now.UnixMilli(), 10 + float64(i)})
+		case diskFull:
+			db.appendable = failingAppendable{db.tsdb}
+		case rejecting:
+			db.appendable = rejectingAppendable{db.tsdb}
+		}
+		err := db.Write(context.Background(), batch(node("n1", now, 10+float64(i), 1e6)))
+		if !errors.Is(err, st.wantWriteErr) || (err == nil) != (st.wantWriteErr == nil) {
+			t.Errorf("%s: Write = %v, want %v", st.name, err, st.wantWriteErr)
+		}
+
+		health := db.StorageHealth()
+		writable := testutil.ToFloat64(db.m.writable)
+		if len(st.wantHealth) == 0 {
+			if health != nil || writable != 1 {
+				t.Errorf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want nil, 1", st.name, health, writable)
+			}
+		} else {
+			if health == nil || writable != 0 {
+				t.Fatalf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want an error, 0", st.name, health, writable)
+			}
+			for _, want := range st.wantHealth {
+				if !strings.Contains(health.Error(), want) {
+					t.Errorf("%s: StorageHealth() = %q, want it to contain %q", st.name, health, want)
+				}
+			}
+			if !errors.Is(health, errDiskFull) {
+				t.Errorf("%s: StorageHealth() = %v, want it to wrap %v", st.name, health, errDiskFull)
+			}
+		}
+		if got := len(logs.find("level=WARN", "Storage is not writable", errDiskFull.Error())); got != st.wantWarns {
+			t.Errorf("%s: %d warnings logged, want %d", st.name, got, st.wantWarns)
+		}
+		if got := len(logs.find("level=INFO", "Storage is writable again")); got != st.wantInfos {
+			t.Errorf("%s: %d recoveries logged, want %d", st.name, got, st.wantInfos)
+		}
+
+		// The current window is served whatever happens to the disk.
+		if i > 0 {
+			want := []NodeUsage{{Node: "n1", Usage: u(now, 15*time.Second, 66_666_666, 1e6)}}
+			if diff := cmp.Diff(want, db.NodeUsage([]string{"n1"})); diff != "" {
+				t.Errorf("%s: NodeUsage (-want +got):\n%s", st.name, diff)
+			}
+		}
+	}
+	if got := logs.find("Storage is writable again", "unwritableFor=30s", "failedWrites=2"); len(got) != 1 {
+		t.Errorf("recovery log lines with the outage's length and failed writes: %q, want one", got)
+	}
+	// History has a gap where the disk was full; it goes on after.
+	got := readAll(t, db.tsdb)[`{__name__="node_cpu_usage_seconds_total", node="n1"}`]
+	if diff := cmp.Diff(wantStored, got); diff != "" {
+		t.Errorf("stored node CPU (-want +got):\n%s", diff)
+	}
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
