@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"path"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -66,12 +69,20 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("open storage: %w", err)
 	}
-	defer func() {
-		if cerr := db.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
+	// The catalog closes before the TSDB, and only once: closeStorage may run twice.
+	stopCatalog := func() error { return nil }
+	closeStorage := sync.OnceValue(func() error {
+		var errs []error
+		if err := stopCatalog(); err != nil {
+			errs = append(errs, err)
 		}
-		log.Info("storage closed")
-	}()
+		if err := db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close storage: %w", err))
+		}
+		return errors.Join(errs...)
+	})
+	// Runs on an early return; after a run, the storage is closed already and this is a no-op.
+	defer func() { err = errors.Join(err, closeStorage()) }()
 
 	// Nodes: a full informer (the scraper needs addresses and ports, the API labels).
 	// Pods: metadata only, Running pods only, as metrics-server watches them.
@@ -105,6 +116,7 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		ReadyzChecks: []healthz.HealthChecker{
 			apiserver.StorageReadyCheck(db.Ready),
 			apiserver.InformerSyncCheck(nodesSynced, podsSynced),
+			storageWritableCheck(db.StorageHealth),
 		},
 		HealthChecks: []healthz.HealthChecker{apiserver.MetadataInformerSyncCheck(podsSynced)},
 		LivezChecks: []healthz.HealthChecker{
@@ -125,29 +137,88 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	podFactory.Start(ctx.Done())
 	defer nodeFactory.Shutdown()
 	defer podFactory.Shutdown()
+	stop, err := startCatalog(ctx, o, client, nodeInformer.Informer(), log.With("component", "catalog"))
+	if err != nil {
+		return err
+	}
+	stopCatalog = stop
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
+	scrape := func(ctx context.Context) error {
 		// Scrape once the informers know the nodes and pods, so that the first round sees
 		// every node and every sample gets its pod's UID.
-		if !cache.WaitForCacheSync(gctx.Done(), nodesSynced, podsSynced) {
+		if !cache.WaitForCacheSync(ctx.Done(), nodesSynced, podsSynced) {
 			return nil // shutting down
 		}
 		log.Info("informers synced; scraping")
-		if err := scr.Run(gctx); err != nil {
+		if err := scr.Run(ctx); err != nil {
 			return fmt.Errorf("scraper: %w", err)
 		}
-		log.Info("scraper stopped")
 		return nil
-	})
-	g.Go(func() error {
-		if err := srv.Run(gctx); err != nil {
+	}
+	serveAPI := func(ctx context.Context) error {
+		if err := srv.Run(ctx); err != nil {
 			return fmt.Errorf("API server: %w", err)
 		}
-		log.Info("API server stopped")
 		return nil
+	}
+	return runThenClose(ctx, log, scrape, serveAPI, closeStorage, storageCloseDeadline)
+}
+
+// storageCloseDeadline bounds how long after shutdown begins the storage waits for the API
+// server before it closes. The API server may take long to stop: --shutdown-delay-duration,
+// then up to --request-timeout (60s) to drain requests, and as much again for the HTTP
+// server's Shutdown. The kubelet sends SIGKILL terminationGracePeriodSeconds after SIGTERM
+// (30s by default, 60s in deploy/); closing the storage by 20s leaves the memory snapshot
+// time to be written, so that the next start replays little WAL. Closing it while the API
+// server drains is safe: the current window is served from memory.
+const storageCloseDeadline = 20 * time.Second
+
+// runThenClose runs the scraper and the API server until ctx ends or either of them
+// returns, then shuts down in order: the scraper stops first (its round in flight is
+// cancelled, and it writes nothing after it returns), the API server drains, and the
+// storage is closed last, flushing the TSDB and writing its memory snapshot. The storage
+// closes only after the scraper has returned, and at the latest closeDeadline after the
+// shutdown began, even if the API server is still draining (it goes on serving from
+// memory). runThenClose returns once both have returned, with their errors and the
+// storage's.
+func runThenClose(ctx context.Context, log *slog.Logger, scrape, serveAPI func(context.Context) error, closeStorage func() error, closeDeadline time.Duration) error {
+	g, gctx := errgroup.WithContext(ctx)
+	// Either one returning, even with nil, stops the other.
+	gctx, stop := context.WithCancel(gctx)
+	defer stop()
+	scraperDone, apiDone := make(chan struct{}), make(chan struct{})
+	g.Go(func() error {
+		defer close(scraperDone)
+		defer stop()
+		err := scrape(gctx)
+		log.Info("scraper stopped")
+		return err
 	})
-	return g.Wait()
+	g.Go(func() error {
+		defer close(apiDone)
+		defer stop()
+		err := serveAPI(gctx)
+		log.Info("API server stopped")
+		return err
+	})
+
+	<-gctx.Done()
+	log.Info("shutting down: stopping the scraper, then the API server, then closing the storage",
+		"storageCloseDeadline", closeDeadline)
+	deadline := time.NewTimer(closeDeadline)
+	defer deadline.Stop()
+	<-scraperDone
+	select {
+	case <-apiDone:
+	case <-deadline.C:
+		log.Warn("The API server is still draining; closing the storage now, the current window is still served from memory",
+			"after", closeDeadline)
+	}
+	closeErr := closeStorage()
+	if closeErr == nil {
+		log.Info("storage closed")
+	}
+	return errors.Join(g.Wait(), closeErr)
 }
 
 func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
@@ -186,6 +257,31 @@ func kubeletCredentials(kc *scraper.KubeletConfig, rc *rest.Config, log *slog.Lo
 	default:
 		log.Warn("kubelets are scraped without credentials: give --kubelet-client-certificate/--kubelet-client-key, or a kubeconfig whose credentials are files or a token")
 	}
+}
+
+// checkStorageWritable names the dedicated storage check.
+const checkStorageWritable = "storage-writable"
+
+// storageWritableCheck returns the "storage-writable" check for /readyz. It is
+// informational: GET /readyz/storage-writable fails (500) with health's error, which says
+// since when and why the storage cannot be written, but within the /readyz aggregate, which
+// the kubelet's readiness probe reads, it always passes.
+//
+// A full or read-only volume loses history only: the current window is computed from
+// memory and still right. Failing readiness would take the only replica out of the
+// Service's endpoints, so the aggregator would answer 503 for metrics.k8s.io and the HPA
+// would stop scaling, for a problem that an operator must fix; failing liveness would
+// restart the container in a loop, which frees no space. So an unwritable storage shows as
+// this check, hindsight_storage_writable = 0, and one warning in the log. Reading the
+// check takes a token allowed to get /readyz/* (the built-in system:monitoring role), like
+// the kube-apiserver's own individual checks.
+func storageWritableCheck(health func() error) healthz.HealthChecker {
+	return healthz.NamedCheck(checkStorageWritable, func(r *http.Request) error {
+		if path.Base(r.URL.Path) != checkStorageWritable {
+			return nil // evaluated as part of /readyz
+		}
+		return health()
+	})
 }
 
 // podUIDs looks pod UIDs up in the metadata informer's cache.
