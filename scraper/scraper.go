@@ -236,8 +236,10 @@ func (s *Scraper) round(ctx context.Context, start time.Time) {
 		}
 	}
 	if err := s.w.Write(ctx, b); err != nil {
+		// The storage logs once when writes start and stop failing and reports it in its
+		// health check; a line per round would only repeat that.
 		s.m.errors.WithLabelValues(ReasonWrite).Inc()
-		s.log.Error("write scrape round", "nodes", len(b.Nodes), "err", err)
+		s.log.Debug("write scrape round", "nodes", len(b.Nodes), "err", err)
 	}
 	d := time.Since(start)
 	s.m.tickDuration.Observe(d.Seconds())
