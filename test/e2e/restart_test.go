@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/hindsight-metrics/hindsight/test/cluster"
+	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
 
 // TestRestartServesAtOnce restarts Hindsight while an HPA watches a Deployment and measures
@@ -136,6 +139,32 @@ func TestRestartServesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("metrics-server answered with every pod %s after its process started (resolution %s)", time.Since(msStart).Round(10*time.Millisecond), resolution)
+
+	// The catalog, fed from the informers across the restarts, knows the Deployment's pods
+	// with their owner and requests.
+	if err := h.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Open(filepath.Join(h.StorageDir, "catalog.db"), catalog.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	recs, err := cat.PodsByOwner("hpa", "Deployment", "steady", time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) < 2 {
+		t.Errorf("catalog has %d pods of Deployment hpa/steady, want at least 2", len(recs))
+	}
+	for _, r := range recs {
+		if r.Owner != (catalog.Owner{Kind: "Deployment", Name: "steady"}) || r.Controller.Kind != "ReplicaSet" {
+			t.Errorf("pod %s: owner %v via %v, want Deployment/steady via a ReplicaSet", r.Name, r.Owner, r.Controller)
+		}
+		if len(r.Containers) != 1 || r.Containers[0].Requests["cpu"] != 100 {
+			t.Errorf("pod %s: containers %+v, want one requesting 100m CPU", r.Name, r.Containers)
+		}
+	}
 
 	events, err := c.Client().CoreV1().Events("hpa").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=steady,involvedObject.kind=HorizontalPodAutoscaler"})
 	if err != nil {
