@@ -18,7 +18,7 @@ type apiMetrics struct {
 // already holds an identical collector (a second Server in one process, as in tests), that one
 // is reused.
 func newAPIMetrics(reg prometheus.Registerer) (*apiMetrics, error) {
-	var h prometheus.Histogram = prometheus.NewHistogram(prometheus.HistogramOpts{
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "hindsight",
 		Subsystem: "api",
 		Name:      "metric_freshness_seconds",

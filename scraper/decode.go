@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 
@@ -192,7 +193,7 @@ type decoder struct {
 
 // add records one series. It returns an error for input Decode must reject.
 func (d *decoder) add(lbls labels.Labels, ts *int64, v float64) error {
-	name := lbls.Get(labels.MetricName)
+	name := lbls.Get(model.MetricNameLabel)
 	var (
 		kind    seriesKind
 		scope   string // "node", "pod" or "container"

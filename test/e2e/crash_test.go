@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -111,7 +112,7 @@ func readSeries(t *testing.T, dir string, from, to time.Time) map[string][]time.
 	defer q.Close()
 	out := map[string][]time.Time{}
 	for _, name := range []string{"node_cpu_usage_seconds_total", "container_cpu_usage_seconds_total"} {
-		ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+		ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name))
 		for ss.Next() {
 			s := ss.At()
 			it := s.Iterator(nil)

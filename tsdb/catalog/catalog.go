@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 var (
@@ -62,7 +63,7 @@ type Options struct {
 func (o Options) Validate() error {
 	var errs []error
 	if o.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("Timeout %s is negative", o.Timeout))
+		errs = append(errs, fmt.Errorf("option Timeout %s is negative", o.Timeout))
 	}
 	if o.BatchInterval < 0 {
 		errs = append(errs, fmt.Errorf("BatchInterval %s is negative", o.BatchInterval))
@@ -71,7 +72,7 @@ func (o Options) Validate() error {
 		errs = append(errs, fmt.Errorf("BatchSize %d is negative", o.BatchSize))
 	}
 	if o.Retention < 0 {
-		errs = append(errs, fmt.Errorf("Retention %s is negative", o.Retention))
+		errs = append(errs, fmt.Errorf("option Retention %s is negative", o.Retention))
 	}
 	if o.MaxResults < 0 {
 		errs = append(errs, fmt.Errorf("MaxResults %d is negative", o.MaxResults))
@@ -245,9 +246,9 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 	}()
 	db, err = bolt.Open(path, 0o600, opts)
 	switch {
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open catalog %s: held by %s (waited %s): %w", path, readOwner(path), timeout, ErrLocked)
-	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
 		return nil, fmt.Errorf("open catalog %s: %w: %w", path, ErrCorrupt, err)
 	case err != nil:
 		return nil, fmt.Errorf("open catalog %s: %w", path, err)
