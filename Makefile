@@ -27,7 +27,7 @@ $(OUT)/bin/lab: FORCE
 
 .PHONY: tools
 tools: $(OUT)/bin/lab ## build the local control plane (etcd, kube-apiserver, kube-controller-manager, kubectl, kwok, metrics-server) from Go modules; minutes the first time, then cached
-	@echo "==> control-plane tools (the first build on a machine takes 5-13 minutes on 2 cores; progress every 30s)"
+	@echo "==> control-plane tools (the first build on a machine takes 15-25 minutes on 2 cores; progress every 30s)"
 	@$(OUT)/bin/lab tools
 
 .PHONY: test
