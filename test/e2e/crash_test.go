@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/hindsight-metrics/hindsight/test/cluster"
+	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
 
 // TestKillNineMidScrape kills Hindsight with SIGKILL at a random moment of its scrape
@@ -27,21 +28,7 @@ func TestKillNineMidScrape(t *testing.T) {
 	createFleet(ctx, t, c, smokePods)
 
 	const resolution = 10 * time.Second
-	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: resolution})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := readerToken(ctx, c, "kube-system", "crash-watcher", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := directClient(c, h.Port, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := firstAnswer(ctx, hc, len(smokePods), 2*time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	h, hc := startHindsight(ctx, t, c, cluster.HindsightOptions{Resolution: resolution}, 0)
 	start := time.Now()
 	for kill := 1; kill <= 3; kill++ {
 		// Somewhere inside the next scrape cycle, possibly in the middle of a write.
@@ -85,6 +72,23 @@ func TestKillNineMidScrape(t *testing.T) {
 		}
 	}
 	t.Logf("%d series checked over %s: largest gap between samples %s (allowed %s)", len(samples), end.Sub(start).Round(time.Second), largest, maxGap)
+
+	// The catalog opens (Open checks every page and record) and knows every pod.
+	cat, err := catalog.Open(filepath.Join(h.StorageDir, "catalog.db"), catalog.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("catalog after three kills: %v", err)
+	}
+	defer cat.Close()
+	for _, p := range smokePods {
+		ns := p.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		recs, err := cat.PodsByName(ns, p.Name)
+		if err != nil || len(recs) != 1 || recs[0].Node != p.Node {
+			t.Errorf("catalog entry of pod %s/%s: %+v, %v; want one, on node %s", ns, p.Name, recs, err, p.Node)
+		}
+	}
 }
 
 // readSeries opens a TSDB directory read-only, checks its blocks and returns the sample

@@ -38,21 +38,7 @@ func TestDiskFull(t *testing.T) {
 	mountTmpfs(t, dir, "128m")
 
 	const resolution = 10 * time.Second
-	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: resolution, StorageDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := readerToken(ctx, c, "kube-system", "disk-watcher", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := directClient(c, h.Port, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := firstAnswer(ctx, hc, len(smokePods), 2*time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	h, hc := startHindsight(ctx, t, c, cluster.HindsightOptions{Resolution: resolution, StorageDir: dir}, 0)
 	admin, err := adminHTTP(c)
 	if err != nil {
 		t.Fatal(err)

@@ -39,19 +39,9 @@ func TestRestartServesAtOnce(t *testing.T) {
 	wantPods := len(smokePods) + 2 // and the Deployment's two
 
 	const resolution = 10 * time.Second
-	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: resolution, Register: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, hc := startHindsight(ctx, t, c, cluster.HindsightOptions{Resolution: resolution, Register: true}, wantPods-len(smokePods))
 	token, err := readerToken(ctx, c, "kube-system", "restart-watcher", true)
 	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := directClient(c, h.Port, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := firstAnswer(ctx, hc, wantPods, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	// The HPA starts once Hindsight serves, so that any missing-metrics event below comes
@@ -97,13 +87,25 @@ func TestRestartServesAtOnce(t *testing.T) {
 		if took > 2*time.Second {
 			t.Errorf("restart %d: first complete answer %s after start, want ≤ 2s", round, took)
 		}
-		out, err := c.Kubectl(ctx, "top", "pods", "-A", "--containers", "--no-headers")
+		// Through the aggregator, as users and the HPA reach it. For about 0.1 s after the
+		// start, Hindsight's front-proxy authentication is not ready and the aggregator gets a
+		// 401 (seen in kube-apiserver's availability check too), so poll rather than ask once.
+		var rows map[string]usage
+		err = cluster.Poll(ctx, 5*time.Second, 50*time.Millisecond, "kubectl top pods after the restart", func(ctx context.Context) (bool, error) {
+			out, err := c.Kubectl(ctx, "top", "pods", "-A", "--containers", "--no-headers")
+			if err != nil {
+				return false, err
+			}
+			rows, err = parseTop(out, 3, 3, 4, 0, 1, 2)
+			return err == nil && len(rows) >= len(wantContainers), err
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := parseTop(out, 3, 3, 4, 0, 1, 2)
-		if err != nil {
-			t.Fatal(err)
+		topTook := time.Since(restartedAt)
+		t.Logf("restart %d: kubectl top pods answered %s after the process started", round, topTook.Round(10*time.Millisecond))
+		if topTook > 2*time.Second {
+			t.Errorf("restart %d: kubectl top pods answered %s after start, want ≤ 2s", round, topTook)
 		}
 		for key, want := range wantContainers {
 			checkUsage(t, "after restart: container "+key, rows[key], want, 0.02)
@@ -176,6 +178,29 @@ func TestRestartServesAtOnce(t *testing.T) {
 			t.Errorf("HPA event across the restarts: %s: %s (x%d)", e.Reason, e.Message, e.Count)
 		}
 	}
+}
+
+// startHindsight starts Hindsight and waits until it serves every pod of smokePods (and
+// want more) through a client that reads metrics.k8s.io with a ServiceAccount token
+// straight from Hindsight's port.
+func startHindsight(ctx context.Context, t *testing.T, c *cluster.Cluster, o cluster.HindsightOptions, extraPods int) (*cluster.Hindsight, *metricsclient.Clientset) {
+	t.Helper()
+	h, err := c.StartHindsight(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := readerToken(ctx, c, "kube-system", "e2e-reader", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := directClient(c, h.Port, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := firstAnswer(ctx, hc, len(smokePods)+extraPods, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return h, hc
 }
 
 // firstAnswer polls a metrics server until it lists at least want pods with metrics and
