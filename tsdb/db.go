@@ -35,6 +35,8 @@ type DB struct {
 	now func() time.Time
 	// health is the outcome of the last commit (StorageHealth).
 	health storageHealth
+	// queries are the open history queriers; Close ends them before it closes the TSDB.
+	queries *queryGate
 
 	// writeMu serializes Write and Close; it guards app and closed.
 	writeMu sync.Mutex
@@ -99,6 +101,7 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err e
 		now:        time.Now,
 		app:        newAppender(),
 		idx:        newIndex(log, cfg.Resolution),
+		queries:    newQueryGate(),
 	}
 	if err := db.restore(context.Background(), db.now()); err != nil {
 		// The history is intact; only the first two scrapes will not be served.
@@ -179,7 +182,8 @@ func (db *DB) Ready() error {
 }
 
 // Close flushes the TSDB (with a snapshot of its head, for a fast restart), closes it and
-// releases the lock on the directory. It waits for a Write in progress; Write fails after
+// releases the lock on the directory. History queries in progress end with ErrClosed at
+// their next series; Close waits for them before it closes the TSDB. It waits for a Write in progress; Write fails after
 // Close, and the current window is still served from memory. Closing twice is a no-op.
 func (db *DB) Close() error {
 	db.writeMu.Lock()
@@ -188,6 +192,7 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
+	db.queries.shut()
 	var errs []error
 	if err := db.tsdb.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", db.cfg.tsdbDir(), err))

@@ -1,0 +1,260 @@
+package tsdb
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"time"
+)
+
+// nodeRounds writes n rounds of node "n1" at 15s, the CPU counter growing by rate(i)
+// cores over round i and the working set at mem(i).
+func nodeRounds(t *testing.T, db *DB, n int, rate func(i int) float64, mem func(i int) float64, skip func(i int) bool) {
+	t.Helper()
+	cpu := 100.0
+	for i := range n {
+		if i > 0 {
+			cpu += rate(i) * 15
+		}
+		if skip != nil && skip(i) {
+			continue
+		}
+		write(t, db, batch(node("n1", at(time.Duration(i)*15*time.Second), cpu, mem(i))))
+	}
+}
+
+func collect(t *testing.T, db *DB, sel Selector, q RangeQuery) []RangeSeries {
+	t.Helper()
+	var out []RangeSeries
+	err := db.Range(context.Background(), sel, q, func(s *RangeSeries) error {
+		c := *s
+		c.Values = append([]float64(nil), s.Values...)
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Range: %v", err)
+	}
+	return out
+}
+
+func near(a, b float64) bool {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.IsNaN(a) && math.IsNaN(b)
+	}
+	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b))
+}
+
+func TestRangeCPU(t *testing.T) {
+	db := newTestDB(t, Config{})
+	// 40 rounds: 0.25 cores for rounds 1-19, 0.5 for 20-39; round 10 and 11 missed
+	// (a gap of 45s, more than 2.5 resolutions), the counter reset at round 30.
+	rate := func(i int) float64 {
+		if i < 20 {
+			return 0.25
+		}
+		return 0.5
+	}
+	cpu := 100.0
+	for i := range 40 {
+		if i > 0 {
+			cpu += rate(i) * 15
+		}
+		if i == 30 {
+			cpu = 1 // restarted: the counter starts again
+		}
+		if i == 10 || i == 11 {
+			continue
+		}
+		write(t, db, batch(node("n1", at(time.Duration(i)*15*time.Second), cpu, float64(1000+i))))
+	}
+	sel := Selector{Object: ObjectNode, Node: "n1"}
+
+	tests := []struct {
+		name string
+		q    RangeQuery
+		want []float64
+	}{
+		{
+			name: "one step per round",
+			q:    RangeQuery{Start: at(0), End: at(14 * 15 * time.Second), Step: 15 * time.Second, Resource: ResourceCPU},
+			// round 0 has no previous sample; 10 and 11 are missing; 12 follows a 45s gap.
+			want: []float64{nan, .25, .25, .25, .25, .25, .25, .25, .25, .25, nan, nan, nan, .25, .25},
+		},
+		{
+			name: "one minute steps, time-weighted average",
+			q:    RangeQuery{Start: at(time.Minute), End: at(9 * time.Minute), Step: time.Minute, Resource: ResourceCPU},
+			// step k covers rounds 4k-3 .. 4k; minute 5 covers 17-20: three at .25, one at .5;
+			// minute 3 covers 9-12, of which only 9 has a rate; minute 8 covers 29-32, of
+			// which 30 is the reset.
+			want: []float64{.25, .25, .25, .25, (3*.25 + .5) / 4, .5, .5, .5, .5},
+		},
+		{
+			name: "max per step",
+			q:    RangeQuery{Start: at(5 * time.Minute), End: at(5 * time.Minute), Step: time.Minute, Resource: ResourceCPU, Agg: AggMax},
+			want: []float64{.5},
+		},
+		{
+			name: "count per step",
+			q:    RangeQuery{Start: at(3 * time.Minute), End: at(3 * time.Minute), Step: time.Minute, Resource: ResourceCPU, Agg: AggCount},
+			want: []float64{1}, // rounds 9-12: 10, 11 missing, 12 after a gap
+		},
+		{
+			name: "memory: last working set of each step",
+			q:    RangeQuery{Start: at(0), End: at(30 * time.Second), Step: 15 * time.Second, Resource: ResourceMemory, Agg: AggMax},
+			want: []float64{1000, 1001, 1002},
+		},
+		{
+			name: "before any sample",
+			q:    RangeQuery{Start: at(-time.Hour), End: at(-time.Hour + time.Minute), Step: time.Minute, Resource: ResourceCPU},
+			want: nil,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := collect(t, db, sel, tc.q)
+			if tc.want == nil {
+				if len(got) != 0 {
+					t.Fatalf("got %d series, want none", len(got))
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("got %d series, want 1", len(got))
+			}
+			if got[0].ID.Node != "n1" {
+				t.Errorf("ID = %+v", got[0].ID)
+			}
+			if len(got[0].Values) != len(tc.want) {
+				t.Fatalf("values = %v, want %v", got[0].Values, tc.want)
+			}
+			for i := range tc.want {
+				if !near(got[0].Values[i], tc.want[i]) {
+					t.Errorf("step %d (%s): %v, want %v", i, tc.q.At(i).Sub(t0), got[0].Values[i], tc.want[i])
+				}
+				if got[0].Values[i] < 0 {
+					t.Errorf("step %d: negative CPU %v", i, got[0].Values[i])
+				}
+			}
+		})
+	}
+
+	t.Run("summary over raw points", func(t *testing.T) {
+		q := RangeQuery{Start: at(0), End: at(10 * time.Minute), Step: 5 * time.Minute, Resource: ResourceCPU}
+		got := collect(t, db, sel, q)
+		if len(got) != 1 {
+			t.Fatalf("got %d series", len(got))
+		}
+		s := got[0].Summary
+		// raw points: rounds 1-9 and 13-19 at .25 (16), 20-29 and 31-39 at .5 (19).
+		if s.Count != 35 {
+			t.Errorf("count = %d, want 35", s.Count)
+		}
+		if !near(s.Avg, (16*.25+19*.5)/35) || s.Min != .25 || s.Max != .5 {
+			t.Errorf("avg/min/max = %v/%v/%v", s.Avg, s.Min, s.Max)
+		}
+		// sorted: 16 × .25 then 19 × .5; p50 rank 17 → .5; p90 → .5.
+		if s.P50 != .5 || s.P99 != .5 {
+			t.Errorf("p50 = %v, p99 = %v", s.P50, s.P99)
+		}
+		q.Step = 15 * time.Second
+		if s2 := collect(t, db, sel, q)[0].Summary; s2 != s {
+			t.Errorf("summary depends on the step: %+v vs %+v", s2, s)
+		}
+	})
+}
+
+var nan = math.NaN()
+
+func TestSummarizeQuantiles(t *testing.T) {
+	s := Summarize([]float64{4, nan, 1, 3, 2})
+	want := Summary{Count: 4, Avg: 2.5, Min: 1, Max: 4, P50: 2.5, P90: 3.7, P95: 3.85, P99: 3.97}
+	for _, a := range Aggs {
+		if !near(s.Get(a), want.Get(a)) {
+			t.Errorf("%s = %v, want %v", a, s.Get(a), want.Get(a))
+		}
+	}
+	if e := Summarize(nil); e.Count != 0 || !math.IsNaN(e.P95) {
+		t.Errorf("empty summary = %+v", e)
+	}
+}
+
+func TestRangeContainersAndPods(t *testing.T) {
+	db := newTestDB(t, Config{})
+	start := at(-time.Hour)
+	for i := range 5 {
+		ts := at(time.Duration(i) * 15 * time.Second)
+		n := pods("n1",
+			ctr("a/web", "app", ts, start, float64(i)*15*0.1, 100),
+			ctr("a/web", "side", ts, start, float64(i)*15*0.2, 200),
+			ctr("b/db", "app", ts, start, float64(i)*15*0.3, 300),
+		)
+		n.Pods = []PodSample{
+			{Namespace: "a", Pod: "web", UID: "uid-web", Sample: Sample{Time: ts, CPUSeconds: float64(i) * 15 * 0.3, MemoryBytes: 300}},
+		}
+		write(t, db, batch(n))
+	}
+	q := RangeQuery{Start: at(15 * time.Second), End: at(time.Minute), Step: 15 * time.Second, Resource: ResourceCPU}
+	got := collect(t, db, Selector{Object: ObjectContainer, Namespace: "a", Pod: "web"}, q)
+	if len(got) != 2 || got[0].ID.Container != "app" || got[1].ID.Container != "side" {
+		t.Fatalf("containers of a/web: %+v", got)
+	}
+	if !near(got[0].Summary.Avg, 0.1) || !near(got[1].Summary.Avg, 0.2) || got[0].ID.UID != "uid-web" {
+		t.Errorf("averages %v, %v; id %+v", got[0].Summary.Avg, got[1].Summary.Avg, got[0].ID)
+	}
+	pod := collect(t, db, Selector{Object: ObjectPod, UID: "uid-web"}, q)
+	if len(pod) != 1 || !near(pod[0].Summary.Avg, 0.3) {
+		t.Errorf("pod uid-web: %+v", pod)
+	}
+	all := collect(t, db, Selector{Object: ObjectContainer}, q)
+	if len(all) != 3 {
+		t.Errorf("all containers: %d series, want 3", len(all))
+	}
+	q.MaxSeries = 2
+	err := db.Range(context.Background(), Selector{Object: ObjectContainer}, q, func(*RangeSeries) error { return nil })
+	if !errors.Is(err, ErrTooManySeries) {
+		t.Errorf("MaxSeries 2 of 3: err = %v, want ErrTooManySeries", err)
+	}
+}
+
+func TestRangeInvalid(t *testing.T) {
+	db := newTestDB(t, Config{})
+	for _, q := range []RangeQuery{
+		{Start: at(0), End: at(time.Minute), Resource: ResourceCPU},
+		{Start: at(time.Minute), End: at(0), Step: time.Second, Resource: ResourceCPU},
+		{Start: at(0), End: at(time.Minute), Step: time.Second, Resource: "gpu"},
+		{Start: at(0), End: at(time.Minute), Step: time.Second, Resource: ResourceCPU, Agg: "median"},
+	} {
+		if err := db.Range(context.Background(), Selector{Object: ObjectNode}, q, func(*RangeSeries) error { return nil }); err == nil {
+			t.Errorf("Range(%+v) = nil, want an error", q)
+		}
+	}
+}
+
+// Close ends a query in progress at its next series, and waits for it.
+func TestRangeEndsOnClose(t *testing.T) {
+	db := newTestDB(t, Config{})
+	for i := range 3 {
+		ts := at(time.Duration(i) * 15 * time.Second)
+		write(t, db, batch(node("n1", ts, float64(i), 1), node("n2", ts, float64(i), 1)))
+	}
+	q := RangeQuery{Start: at(0), End: at(time.Minute), Step: 15 * time.Second, Resource: ResourceCPU}
+	closed := make(chan error, 1)
+	seen := 0
+	err := db.Range(context.Background(), Selector{Object: ObjectNode}, q, func(*RangeSeries) error {
+		seen++
+		go func() { closed <- db.Close() }()
+		<-db.queries.closing // Close has begun and waits for this query
+		return nil
+	})
+	if !errors.Is(err, ErrClosed) || seen != 1 {
+		t.Errorf("Range during Close: err = %v after %d series, want ErrClosed after 1", err, seen)
+	}
+	if err := <-closed; err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := db.Range(context.Background(), Selector{Object: ObjectNode}, q, func(*RangeSeries) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Errorf("Range after Close: %v, want ErrClosed", err)
+	}
+}
