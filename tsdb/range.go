@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -114,6 +116,8 @@ func (a Agg) valid() bool { return slices.Contains(Aggs, a) }
 type Selector struct {
 	Object                               Object
 	Node, Namespace, Pod, Container, UID string
+	// UIDs, when not empty, picks only the series of these pod UIDs (as well as UID).
+	UIDs []string
 }
 
 // RangeQuery is a grid of steps and what to compute on it.
@@ -276,6 +280,17 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 		if l.value != "" {
 			ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.name, l.value))
 		}
+	}
+	if len(sel.UIDs) > 0 {
+		quoted := make([]string, len(sel.UIDs))
+		for i, u := range sel.UIDs {
+			quoted[i] = regexp.QuoteMeta(u)
+		}
+		m, err := labels.NewMatcher(labels.MatchRegexp, LabelUID, strings.Join(quoted, "|"))
+		if err != nil {
+			return fmt.Errorf("range query: uids: %w", err)
+		}
+		ms = append(ms, m)
 	}
 	// The raw points of the first step may need a sample from before it.
 	mint := q.Start.Add(-q.Step - maxGap).UnixMilli()

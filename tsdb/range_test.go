@@ -207,6 +207,10 @@ func TestRangeContainersAndPods(t *testing.T) {
 	if len(pod) != 1 || !near(pod[0].Summary.Avg, 0.3) {
 		t.Errorf("pod uid-web: %+v", pod)
 	}
+	some := collect(t, db, Selector{Object: ObjectContainer, UIDs: []string{"uid-db", "uid-nope", "x|.*"}}, q)
+	if len(some) != 1 || some[0].ID.Pod != "db" {
+		t.Errorf("containers of uid-db: %+v", some)
+	}
 	all := collect(t, db, Selector{Object: ObjectContainer}, q)
 	if len(all) != 3 {
 		t.Errorf("all containers: %d series, want 3", len(all))
