@@ -196,7 +196,8 @@ func (c CompletedConfig) New() (*Server, error) {
 
 // HandlePrefix serves h for every path under prefix (which should end in "/") on this
 // server's port, behind the same authentication, authorization (as a non-resource URL: verb
-// "get" on the path), audit and limits as metrics.k8s.io. The authenticated user is in the
+// "get" on the path, unless the path is one of Options.SelfAuthorizedPaths), audit and
+// limits as metrics.k8s.io. The authenticated user is in the
 // request context (k8s.io/apiserver/pkg/endpoints/request.UserFrom). Call it before Run.
 func (s *Server) HandlePrefix(prefix string, h http.Handler) {
 	s.generic.Handler.NonGoRestfulMux.HandlePrefix(prefix, h)

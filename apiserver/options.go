@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/spf13/pflag"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
@@ -37,6 +38,14 @@ type Options struct {
 	Authorization  *genericoptions.DelegatingAuthorizationOptions
 	Audit          *genericoptions.AuditOptions
 	Features       *genericoptions.FeatureOptions
+
+	// SelfAuthorizedPaths are paths (with a trailing * for a prefix, as
+	// --authorization-always-allow-paths takes them) whose handlers authorize every
+	// request themselves, such as the history API's SubjectAccessReviews per namespace.
+	// Requests to them are still authenticated (an anonymous one gets 401), but the
+	// server's own authorization lets them through, so that reading them takes no
+	// non-resource RBAC rule beyond the rights the handler checks. Not a flag.
+	SelfAuthorizedPaths []string
 }
 
 // NewOptions returns the options with metrics-server's defaults: port 10250 on all
@@ -135,6 +144,11 @@ func (o *Options) ApplyTo(cfg *Config) (err error) {
 	}
 	if g.Authentication.Authenticator != nil {
 		g.Authentication.Authenticator = anonymousOnlyForHealth{g.Authentication.Authenticator}
+	}
+	for _, p := range o.SelfAuthorizedPaths {
+		if !slices.Contains(o.Authorization.AlwaysAllowPaths, p) {
+			o.Authorization.AlwaysAllowPaths = append(o.Authorization.AlwaysAllowPaths, p)
+		}
 	}
 	if err := o.Authorization.ApplyTo(&g.Authorization); err != nil {
 		return fmt.Errorf("apply delegated authorization: %w", err)

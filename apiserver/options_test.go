@@ -23,6 +23,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	kubescheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -152,8 +153,8 @@ func newFakeKubeAPIServer(t *testing.T) *fakeKubeAPIServer {
 			return
 		}
 		tr.APIVersion, tr.Kind = "authentication.k8s.io/v1", "TokenReview"
-		if tr.Spec.Token == "admin" {
-			tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: authenticationv1.UserInfo{Username: "admin", Groups: []string{"system:authenticated"}}}
+		if tr.Spec.Token == "admin" || tr.Spec.Token == "alice" {
+			tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: authenticationv1.UserInfo{Username: tr.Spec.Token, Groups: []string{"system:authenticated"}}}
 		}
 		reply(w, &tr)
 	})
@@ -231,6 +232,7 @@ func TestOptionsDelegatedAuth(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	o.SelfAuthorizedPaths = []string{"/self/*"}
 	// A random port: tests cannot pick a free --secure-port without racing.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -250,6 +252,11 @@ func TestOptionsDelegatedAuth(t *testing.T) {
 		_ = ln.Close()
 		t.Fatal(err)
 	}
+	// A handler that authorizes requests itself, as the history API does.
+	srv.HandlePrefix("/self/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := genericapirequest.UserFrom(r.Context())
+		fmt.Fprintf(w, "self %s", u.GetName())
+	}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -313,6 +320,23 @@ func TestOptionsDelegatedAuth(t *testing.T) {
 	}
 	if code, _ := ts.get(t, "/metrics", "admin"); code != http.StatusOK {
 		t.Errorf("GET /metrics as admin = %d; want 200", code)
+	}
+	// Self-authorized paths: authenticated, then left to the handler (no SAR for the path);
+	// anonymous and unknown tokens still get 401.
+	for _, tc := range []struct {
+		token string
+		code  int
+		body  string
+	}{
+		{"", http.StatusUnauthorized, ""},
+		{"wrong", http.StatusUnauthorized, ""},
+		{"alice", http.StatusOK, "self alice"},
+		{"admin", http.StatusOK, "self admin"},
+	} {
+		code, body := ts.get(t, "/self/a/b", tc.token)
+		if code != tc.code || (tc.body != "" && body != tc.body) {
+			t.Errorf("GET /self/a/b with token %q = %d %q; want %d %q", tc.token, code, body, tc.code, tc.body)
+		}
 	}
 	got := kas.takeSARs()
 	slices.Sort(got)
