@@ -132,6 +132,10 @@ type RangeQuery struct {
 	// MaxSeries, when positive, makes Range fail with ErrTooManySeries once more series
 	// than that match.
 	MaxSeries int
+	// Summary lists the aggregations of RangeSeries.Summary to compute over the raw
+	// points; the others are NaN, but Count is always set. Percentiles cost a selection
+	// over every raw point of the series, so ask only for what is used.
+	Summary []Agg
 }
 
 // Steps returns the number of steps of the grid.
@@ -159,6 +163,11 @@ func (q RangeQuery) Validate() error {
 	}
 	if q.Agg != "" && !q.Agg.valid() {
 		errs = append(errs, fmt.Errorf("unknown aggregation %q", q.Agg))
+	}
+	for _, a := range q.Summary {
+		if !a.valid() {
+			errs = append(errs, fmt.Errorf("unknown summary aggregation %q", a))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -225,8 +234,7 @@ func Summarize(values []float64) Summary {
 // summarize aggregates values (sorted in place) whose average is sum/weight.
 func summarize(values []float64, sum, weight float64) Summary {
 	if len(values) == 0 {
-		nan := math.NaN()
-		return Summary{Avg: nan, Min: nan, Max: nan, P50: nan, P90: nan, P95: nan, P99: nan}
+		return emptySummary()
 	}
 	slices.Sort(values)
 	return Summary{
@@ -239,6 +247,82 @@ func summarize(values []float64, sum, weight float64) Summary {
 		P95:   quantileSorted(values, 0.95),
 		P99:   quantileSorted(values, 0.99),
 	}
+}
+
+func emptySummary() Summary {
+	nan := math.NaN()
+	return Summary{Avg: nan, Min: nan, Max: nan, P50: nan, P90: nan, P95: nan, P99: nan}
+}
+
+// set sets the percentile aggregation a of s to v.
+func (s *Summary) set(a Agg, v float64) {
+	switch a {
+	case AggP50:
+		s.P50 = v
+	case AggP90:
+		s.P90 = v
+	case AggP95:
+		s.P95 = v
+	case AggP99:
+		s.P99 = v
+	}
+}
+
+// quantileSelect returns what quantileSorted would of values once sorted, reordering
+// values partially: O(n) instead of a sort's O(n log n).
+func quantileSelect(values []float64, q float64) float64 {
+	rank := q * float64(len(values)-1)
+	lo := int(math.Floor(rank))
+	w := rank - float64(lo)
+	v := selectKth(values, lo)
+	if w == 0 {
+		return v
+	}
+	next := slices.Min(values[lo+1:]) // values[lo+1:] holds the larger ones
+	return v*(1-w) + next*w
+}
+
+// selectKth reorders values so that values[k] is the k-th smallest, with no larger one
+// before it and no smaller one after it, and returns it (Hoare's quickselect with a
+// median-of-three pivot).
+func selectKth(values []float64, k int) float64 {
+	lo, hi := 0, len(values)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if values[mid] < values[lo] {
+			values[mid], values[lo] = values[lo], values[mid]
+		}
+		if values[hi] < values[lo] {
+			values[hi], values[lo] = values[lo], values[hi]
+		}
+		if values[hi] < values[mid] {
+			values[hi], values[mid] = values[mid], values[hi]
+		}
+		pivot := values[mid]
+		i, j := lo, hi
+		for i <= j {
+			for values[i] < pivot {
+				i++
+			}
+			for values[j] > pivot {
+				j--
+			}
+			if i <= j {
+				values[i], values[j] = values[j], values[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return values[k]
+		}
+	}
+	return values[k]
 }
 
 // quantileSorted interpolates between the closest ranks of sorted values (not empty).
@@ -354,6 +438,11 @@ type ranger struct {
 	havePrev             bool
 	quantile             float64
 	isQuantile, isAvgAgg bool
+	// The summary: every raw point is kept only when a percentile is wanted.
+	wantAvg, wantMin, wantMax bool
+	quantiles                 []Agg
+	allMin, allMax            float64
+	count                     int
 }
 
 func newRanger(q RangeQuery, cpu bool, maxGap time.Duration) *ranger {
@@ -367,6 +456,20 @@ func newRanger(q RangeQuery, cpu bool, maxGap time.Duration) *ranger {
 	}
 	r.quantile, r.isQuantile = q.Agg.quantile()
 	r.isAvgAgg = q.Agg == AggAvg
+	for _, a := range q.Summary {
+		switch a {
+		case AggAvg:
+			r.wantAvg = true
+		case AggMin:
+			r.wantMin = true
+		case AggMax:
+			r.wantMax = true
+		case AggP50, AggP90, AggP95, AggP99:
+			if !slices.Contains(r.quantiles, a) {
+				r.quantiles = append(r.quantiles, a)
+			}
+		}
+	}
 	return r
 }
 
@@ -388,6 +491,7 @@ func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 	}
 	r.all, r.bucket = r.all[:0], r.bucket[:0]
 	r.allSum, r.allWeight, r.stepSum, r.stepWeight = 0, 0, 0, 0
+	r.allMin, r.allMax, r.count = math.Inf(1), math.Inf(-1), 0
 	r.curStep, r.havePrev = -1, false
 	n := 0
 	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
@@ -419,8 +523,40 @@ func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 		return fmt.Errorf("read samples: %w", err)
 	}
 	r.flush()
-	r.series.Summary = summarize(r.all, r.allSum, r.allWeight)
+	r.series.Summary = r.summary()
 	return nil
+}
+
+// summary returns the wanted aggregations of the series' raw points.
+func (r *ranger) summary() Summary {
+	s := emptySummary()
+	s.Count = r.count
+	if r.count == 0 {
+		return s
+	}
+	if r.wantAvg {
+		s.Avg = r.allSum / r.allWeight
+	}
+	if r.wantMin {
+		s.Min = r.allMin
+	}
+	if r.wantMax {
+		s.Max = r.allMax
+	}
+	switch {
+	case len(r.quantiles) > 2:
+		slices.Sort(r.all)
+		for _, a := range r.quantiles {
+			q, _ := a.quantile()
+			s.set(a, quantileSorted(r.all, q))
+		}
+	default:
+		for _, a := range r.quantiles {
+			q, _ := a.quantile()
+			s.set(a, quantileSelect(r.all, q))
+		}
+	}
+	return s
 }
 
 // add records a raw point v at tMs, weighing w in averages (its interval for CPU).
@@ -436,9 +572,14 @@ func (r *ranger) add(tMs int64, v, w float64) {
 	r.bucket = append(r.bucket, v)
 	r.stepSum += v * w
 	r.stepWeight += w
-	r.all = append(r.all, v)
+	if len(r.quantiles) > 0 {
+		r.all = append(r.all, v)
+	}
+	r.count++
 	r.allSum += v * w
 	r.allWeight += w
+	r.allMin = min(r.allMin, v)
+	r.allMax = max(r.allMax, v)
 }
 
 // flush sets the current step's value from its raw points.

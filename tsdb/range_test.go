@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -141,7 +143,7 @@ func TestRangeCPU(t *testing.T) {
 	}
 
 	t.Run("summary over raw points", func(t *testing.T) {
-		q := RangeQuery{Start: at(0), End: at(10 * time.Minute), Step: 5 * time.Minute, Resource: ResourceCPU}
+		q := RangeQuery{Start: at(0), End: at(10 * time.Minute), Step: 5 * time.Minute, Resource: ResourceCPU, Summary: Aggs}
 		got := collect(t, db, sel, q)
 		if len(got) != 1 {
 			t.Fatalf("got %d series", len(got))
@@ -162,10 +164,41 @@ func TestRangeCPU(t *testing.T) {
 		if s2 := collect(t, db, sel, q)[0].Summary; s2 != s {
 			t.Errorf("summary depends on the step: %+v vs %+v", s2, s)
 		}
+		// Asking for fewer aggregations computes the same ones, and leaves the rest NaN.
+		q.Summary = []Agg{AggP95, AggMax}
+		s3 := collect(t, db, sel, q)[0].Summary
+		if s3.P95 != s.P95 || s3.Max != s.Max || s3.Count != s.Count || !math.IsNaN(s3.Avg) || !math.IsNaN(s3.P50) {
+			t.Errorf("summary of p95,max = %+v, want p95 %v, max %v, count %d, the rest NaN", s3, s.P95, s.Max, s.Count)
+		}
 	})
 }
 
 var nan = math.NaN()
+
+// quantileSelect agrees with sorting, whatever the data: ties, sorted and reversed input,
+// one value.
+func TestQuantileSelect(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := [][]float64{{5}, {1, 1, 1, 1}, {3, 1, 2}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {10, 9, 8, 7, 6, 5, 4, 3, 2, 1}}
+	for range 200 {
+		n := 1 + rng.IntN(500)
+		vs := make([]float64, n)
+		for i := range vs {
+			vs[i] = float64(rng.IntN(20)) / 4 // many ties
+		}
+		inputs = append(inputs, vs)
+	}
+	for _, in := range inputs {
+		sorted := slices.Clone(in)
+		slices.Sort(sorted)
+		for _, q := range []float64{0, 0.5, 0.9, 0.95, 0.99, 1} {
+			want := quantileSorted(sorted, q)
+			if got := quantileSelect(slices.Clone(in), q); !near(got, want) {
+				t.Fatalf("quantile %v of %v: select %v, sort %v", q, in, got, want)
+			}
+		}
+	}
+}
 
 func TestSummarizeQuantiles(t *testing.T) {
 	s := Summarize([]float64{4, nan, 1, 3, 2})
@@ -195,7 +228,7 @@ func TestRangeContainersAndPods(t *testing.T) {
 		}
 		write(t, db, batch(n))
 	}
-	q := RangeQuery{Start: at(15 * time.Second), End: at(time.Minute), Step: 15 * time.Second, Resource: ResourceCPU}
+	q := RangeQuery{Start: at(15 * time.Second), End: at(time.Minute), Step: 15 * time.Second, Resource: ResourceCPU, Summary: []Agg{AggAvg}}
 	got := collect(t, db, Selector{Object: ObjectContainer, Namespace: "a", Pod: "web"}, q)
 	if len(got) != 2 || got[0].ID.Container != "app" || got[1].ID.Container != "side" {
 		t.Fatalf("containers of a/web: %+v", got)
