@@ -1,0 +1,170 @@
+package promapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// Fixed limits on requests.
+const (
+	// MaxBodyBytes bounds a request body (a POSTed form).
+	MaxBodyBytes = 1 << 20
+	// MaxQueryBytes bounds the query parameter and each match[].
+	MaxQueryBytes = 64 << 10
+	// MaxMatchers bounds the number of match[] parameters of a request.
+	MaxMatchers = 100
+	// MaxPoints bounds the points per series of a range query, as in Prometheus.
+	MaxPoints = 11000
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultMaxSamples    = 50_000_000
+	DefaultTimeout       = 2 * time.Minute
+	DefaultLookbackDelta = 5 * time.Minute
+	DefaultMaxConcurrent = 4
+)
+
+// subqueryStep is the step of a subquery written without one (rate(x[5m:])): Prometheus
+// uses its global evaluation interval, one minute by default.
+const subqueryStep = time.Minute
+
+// Config configures a Handler. Prefix, Queryable and Authorize are required; any other
+// field left zero takes the default given with it.
+type Config struct {
+	// Prefix is the path the API is served under, such as "/prometheus/api/v1": the
+	// handler serves Prefix+"/query" and so on and is given full request paths. It must
+	// start with "/" and hold none of "{}*"; a trailing "/" is ignored.
+	Prefix string
+
+	// Queryable is the storage that queries read: tsdb.DB.Queryable() in production.
+	Queryable storage.Queryable
+
+	// Authorize decides whether a request may be served: a non-nil error answers 403
+	// with the error's text. It is called for every request before any parameter is
+	// parsed, with the request body already bounded to MaxBodyBytes.
+	Authorize func(r *http.Request) error
+
+	// Version is status/buildinfo's version. Grafana reads it as a Prometheus version
+	// when it detects the data source's features, so the default is EngineVersion().
+	Version string
+	// Revision is status/buildinfo's revision; empty by default.
+	Revision string
+
+	// MaxSamples bounds the samples a query may hold at once. Default 50,000,000.
+	MaxSamples int
+	// Timeout bounds a request, its wait for a query slot included. Default 2m.
+	Timeout time.Duration
+	// LookbackDelta is how far back an instant vector looks for a sample. Default 5m.
+	LookbackDelta time.Duration
+	// MaxConcurrent is the number of requests that read storage at once; the others
+	// wait. Default 4.
+	MaxConcurrent int
+
+	// Unavailable lists errors (compared with errors.Is) that mean the storage is not
+	// serving, tsdb.ErrClosed for instance: a request failing with one of them answers
+	// 503 unavailable instead of 422 execution. The Prometheus TSDB's ErrNotReady
+	// always does. Empty by default.
+	Unavailable []error
+
+	// Registerer, when not nil, gets the handler's and the PromQL engine's metrics
+	// (hindsight_promapi_*, prometheus_engine_*). Nil by default: no metrics.
+	Registerer prometheus.Registerer
+}
+
+// withDefaults checks the required fields and fills in the defaults.
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	c.Prefix = strings.TrimSuffix(c.Prefix, "/")
+	switch {
+	case c.Prefix == "":
+		errs = append(errs, errors.New("prefix is required"))
+	case !strings.HasPrefix(c.Prefix, "/"):
+		errs = append(errs, fmt.Errorf("prefix %q does not start with /", c.Prefix))
+	case strings.ContainsAny(c.Prefix, "{}*"):
+		errs = append(errs, fmt.Errorf("prefix %q holds one of {}*", c.Prefix))
+	}
+	if c.Queryable == nil {
+		errs = append(errs, errors.New("queryable is required"))
+	}
+	if c.Authorize == nil {
+		errs = append(errs, errors.New("authorize is required: the api is never served without authorization"))
+	}
+	for name, v := range map[string]int64{
+		"max samples":    int64(c.MaxSamples),
+		"timeout":        int64(c.Timeout),
+		"lookback delta": int64(c.LookbackDelta),
+		"max concurrent": int64(c.MaxConcurrent),
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s is negative", name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	if c.Version == "" {
+		c.Version = EngineVersion()
+	}
+	if c.MaxSamples == 0 {
+		c.MaxSamples = DefaultMaxSamples
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.LookbackDelta == 0 {
+		c.LookbackDelta = DefaultLookbackDelta
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = DefaultMaxConcurrent
+	}
+	return c, nil
+}
+
+// prometheusModule is the module whose PromQL engine this package runs.
+const prometheusModule = "github.com/prometheus/prometheus"
+
+// engineRelease is the release of the Prometheus module in go.mod, for binaries without
+// build information (tests); TestEngineVersion fails when go.mod moves on.
+const engineRelease = "3.15.0"
+
+// EngineVersion returns the Prometheus release whose PromQL engine is linked in, such as
+// "3.15.0" for the Go module v0.315.0: from the build information, or else the release
+// of go.mod's module when this package was last changed.
+func EngineVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range bi.Deps {
+			if dep.Path == prometheusModule {
+				if v, ok := releaseOf(dep.Version); ok {
+					return v
+				}
+			}
+		}
+	}
+	return engineRelease
+}
+
+// releaseOf maps the Go module version of Prometheus to its release: v0.315.2 is 3.15.2.
+func releaseOf(module string) (string, bool) {
+	parts := strings.SplitN(strings.TrimPrefix(module, "v0."), ".", 2)
+	if len(parts) != 2 || !strings.HasPrefix(module, "v0.") {
+		return "", false
+	}
+	n, err := strconv.Atoi(parts[0])
+	if err != nil || n < 100 {
+		return "", false
+	}
+	patch, _, _ := strings.Cut(parts[1], "-")
+	if _, err := strconv.Atoi(patch); err != nil {
+		return "", false
+	}
+	return fmt.Sprintf("%d.%d.%s", n/100, n%100, patch), true
+}

@@ -1,0 +1,123 @@
+package promapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/prometheus/promql"
+)
+
+// errTooManyPoints is Prometheus' own error for a range query with too many steps.
+var errTooManyPoints = errors.New("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)")
+
+// query serves an instant query.
+func (h *Handler) query(r *http.Request) result {
+	qs, aerr := queryParam(r)
+	if aerr != nil {
+		return result{err: aerr}
+	}
+	ts, aerr := timeParam(r, "time", h.now())
+	if aerr != nil {
+		return result{err: aerr}
+	}
+	return h.runQuery(r, qs, func(ctx context.Context, opts promql.QueryOpts) (promql.Query, error) {
+		return h.engine.NewInstantQuery(ctx, h.cfg.Queryable, opts, qs, ts)
+	})
+}
+
+// queryRange serves a range query.
+func (h *Handler) queryRange(r *http.Request) result {
+	qs, aerr := queryParam(r)
+	if aerr != nil {
+		return result{err: aerr}
+	}
+	start, err := parseTime(r.Form.Get("start"))
+	if err != nil {
+		return result{err: badParam("start", err)}
+	}
+	end, err := parseTime(r.Form.Get("end"))
+	if err != nil {
+		return result{err: badParam("end", err)}
+	}
+	if end.Before(start) {
+		return result{err: badParam("end", errors.New("end timestamp must not be before start time"))}
+	}
+	step, err := parseDuration(r.Form.Get("step"))
+	if err != nil {
+		return result{err: badParam("step", err)}
+	}
+	if step <= 0 {
+		return result{err: badParam("step", errors.New("zero or negative query resolution step widths are not accepted. Try a positive integer"))}
+	}
+	if end.Sub(start)/step > MaxPoints {
+		return result{err: newError(errorBadData, errTooManyPoints)}
+	}
+	return h.runQuery(r, qs, func(ctx context.Context, opts promql.QueryOpts) (promql.Query, error) {
+		return h.engine.NewRangeQuery(ctx, h.cfg.Queryable, opts, qs, start, end, step)
+	})
+}
+
+// runQuery checks the parameters common to both queries, creates the query, waits for a
+// slot and runs it. The result holds the query and the slot until it is written.
+func (h *Handler) runQuery(r *http.Request, qs string, newQuery func(context.Context, promql.QueryOpts) (promql.Query, error)) result {
+	limit, aerr := limitParam(r)
+	if aerr != nil {
+		return result{err: aerr}
+	}
+	var lookback time.Duration
+	if v := r.Form.Get("lookback_delta"); v != "" {
+		d, err := parseDuration(v)
+		if err != nil {
+			return result{err: badParam("lookback_delta", err)}
+		}
+		lookback = d
+	}
+	ctx, cancel, aerr := h.requestContext(r)
+	if aerr != nil {
+		return result{err: aerr}
+	}
+	defer cancel()
+
+	qry, err := newQuery(ctx, promql.NewPrometheusQueryOpts(false, lookback))
+	if err != nil {
+		return result{err: badParam("query", err)}
+	}
+	release, aerr := h.acquire(ctx)
+	if aerr != nil {
+		qry.Close()
+		return result{err: aerr}
+	}
+	done := func() { qry.Close(); release() }
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		done()
+		return result{err: h.storageError(res.Err), query: qs}
+	}
+	warnings := res.Warnings
+	if limit > 0 && truncate(res, limit) {
+		warnings = warnings.Add(errTruncated)
+	}
+	return result{data: queryData{res.Value}, warnings: warnings, query: qs, done: done}
+}
+
+// errTruncated is Prometheus' warning for a result cut at limit.
+var errTruncated = errors.New("results truncated due to limit")
+
+// truncate cuts a vector or matrix result to limit series and says whether it did.
+func truncate(res *promql.Result, limit int) bool {
+	switch v := res.Value.(type) {
+	case promql.Matrix:
+		if len(v) > limit {
+			res.Value = v[:limit]
+			return true
+		}
+	case promql.Vector:
+		if len(v) > limit {
+			res.Value = v[:limit]
+			return true
+		}
+	}
+	return false
+}
