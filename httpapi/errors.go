@@ -1,0 +1,86 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/hindsight-metrics/hindsight/tsdb"
+	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
+)
+
+// apiError is an error with the HTTP status it answers, and the parameter at fault.
+type apiError struct {
+	status int
+	reason string
+	param  string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// errorBody is the JSON of every error response.
+type errorBody struct {
+	Status    int    `json:"status"`
+	Reason    string `json:"reason"`
+	Parameter string `json:"parameter,omitempty"`
+	Message   string `json:"message"`
+}
+
+// paramError is a 400 naming the parameter.
+func paramError(param, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, reason: "BadParameter", param: param,
+		msg: param + ": " + fmt.Sprintf(format, args...)}
+}
+
+// limitError is a 422: a query over a documented limit.
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
+
+func notFound(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusNotFound, reason: "NotFound", msg: fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusForbidden, reason: "Forbidden", msg: fmt.Sprintf(format, args...)}
+}
+
+// toAPIError translates an error to its response; errors of ours keep their status.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	var le *limitError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &le):
+		return &apiError{status: http.StatusUnprocessableEntity, reason: "LimitExceeded", msg: le.msg}
+	case errors.Is(err, tsdb.ErrTooManySeries), errors.Is(err, catalog.ErrTooMany):
+		return &apiError{status: http.StatusUnprocessableEntity, reason: "LimitExceeded",
+			msg: err.Error() + ": narrow the query (a label selector, a namespace, a workload)"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, reason: "Timeout",
+			msg: "the query took longer than the limit (--history-query-timeout): narrow it or use a larger step"}
+	case errors.Is(err, tsdb.ErrClosed):
+		return &apiError{status: http.StatusServiceUnavailable, reason: "Unavailable", msg: "the server is shutting down"}
+	case errors.Is(err, context.Canceled):
+		return &apiError{status: http.StatusServiceUnavailable, reason: "Unavailable", msg: "the request was cancelled (by the client, or because the server is shutting down)"}
+	}
+	return &apiError{status: http.StatusInternalServerError, reason: "InternalError", msg: err.Error()}
+}
+
+// writeError answers err as JSON, whatever format was asked for: a CSV reader would
+// otherwise take the message for data.
+func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err error) {
+	ae := toAPIError(err)
+	if ae.status >= 500 {
+		log.Error("History query failed", "path", r.URL.Path, "err", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(ae.status)
+	_ = json.NewEncoder(w).Encode(errorBody{Status: ae.status, Reason: ae.reason, Parameter: ae.param, Message: ae.msg})
+}

@@ -1,0 +1,241 @@
+package httpapi
+
+import (
+	"errors"
+	"math/big"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fuzzNow is the clock of the fuzz tests.
+var fuzzNow = time.Date(2026, 11, 30, 12, 34, 56, 789_000_000, time.UTC)
+
+// checkParamError fails unless err is one of the package's errors with a message.
+func checkParamError(t *testing.T, err error) {
+	t.Helper()
+	var ae *apiError
+	var le *limitError
+	switch {
+	case errors.As(err, &ae):
+		// A parameter without a name (?=x) is unknown, and named "".
+		if ae.msg == "" || ae.status != 400 || !strings.HasPrefix(ae.msg, ae.param+": ") ||
+			ae.param == "" && !strings.HasPrefix(ae.msg, ": unknown parameter") {
+			t.Fatalf("apiError %+v: want a 400 naming its parameter", ae)
+		}
+	case errors.As(err, &le):
+		if le.msg == "" || !strings.Contains(le.msg, "--history-max-points") {
+			t.Fatalf("limitError %q: want a message naming the flag", le.msg)
+		}
+	default:
+		t.Fatalf("error %T %v: want *apiError or *limitError", err, err)
+	}
+}
+
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{"", "now", "now-", "now+", "-", "-24h", "now-7d", "now+1h", "-1h30m", "now-1.5d", "now--5m", "now-+5",
+		"2026-11-30T00:00:00Z", "2026-11-30T00:00:00.123456789+05:30", "2026-11-30T00:00:00", "1969-12-31T23:59:59Z", "2199-12-31T23:59:59.999999999Z",
+		"2200-01-01T00:00:00Z", "0", "1795996800", "1795996800.5", "-1", "7258118399.9999999", "7258118400", "1e9", "0x1p30", "NaN", "Inf", "-Inf",
+		"+1700000000", "1_000", ".5", "-.5", "now-0.000000001s", "now-3650d", "now-3651d", "now-520w", "now-9999999999999999999h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseTime(s, fuzzNow)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		if got.Before(minTime) || !got.Before(maxTime) {
+			t.Fatalf("parseTime(%q) = %s, outside 1970-2200", s, got)
+		}
+		// What it returns, written in RFC 3339, reads back the same.
+		back, err := parseTime(got.Format(time.RFC3339Nano), fuzzNow)
+		if err != nil || !back.Equal(got) {
+			t.Fatalf("parseTime(%q) = %s, which reads back as %s, %v", s, got, back, err)
+		}
+	})
+}
+
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"", "0", "60", "0.5", "1.001", "90s", "15m", "24h", "7d", "2w", "1d12h", "1h30m", "0.29h", "1.5ms", "1.2.3s",
+		"5m-", "-5m", "5", "s", "m5", ".", ".5s", "5.s", "1e3", "1e3s", "0x10", "Inf", "NaN", "-0", "+5", "3650d", "3650d1ms", "3651d",
+		"520w", "521w", "99999999999999999999s", "0.0000000001s", "0.000000000000000000001d", "1µs", "1ns", "1y", "01.10m", "9223372036854775807ms"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseDuration(s)
+		want, wantOK := exactDuration(s)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			if wantOK {
+				t.Fatalf("parseDuration(%q): %v, want %s", s, err, want)
+			}
+			return
+		}
+		if got < 0 || got > maxDuration {
+			t.Fatalf("parseDuration(%q) = %s, outside 0-10 years", s, got)
+		}
+		if want, ok := exactDuration(s); ok && got != want {
+			t.Fatalf("parseDuration(%q) = %s, want %s", s, got, want)
+		}
+	})
+}
+
+// exactDuration computes, with exact rationals, the duration of s when it is a plain
+// decimal (seconds) or decimal-unit pairs, truncated to the nanosecond; false when s
+// is of another form or longer than 10 years.
+func exactDuration(s string) (time.Duration, bool) {
+	units := map[string]int64{"ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9, "d": 86400e9, "w": 604800e9}
+	isNum := func(n string) bool {
+		w, f, _ := strings.Cut(n, ".")
+		return n != "" && n != "." && strings.Trim(w, "0123456789") == "" && strings.Trim(f, "0123456789") == ""
+	}
+	total := new(big.Int)
+	add := func(num string, unit int64) {
+		r, _ := new(big.Rat).SetString(num)
+		r.Mul(r, new(big.Rat).SetInt64(unit))
+		total.Add(total, new(big.Int).Quo(r.Num(), r.Denom()))
+	}
+	if isNum(s) {
+		add(s, units["s"])
+	} else {
+		rest := s
+		for rest != "" {
+			i := strings.IndexFunc(rest, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+			if i <= 0 {
+				return 0, false
+			}
+			j := strings.IndexFunc(rest[i:], func(r rune) bool { return r >= '0' && r <= '9' || r == '.' })
+			if j < 0 {
+				j = len(rest) - i
+			}
+			num, unit := rest[:i], rest[i:i+j]
+			u, ok := units[unit]
+			if !ok || !isNum(num) {
+				return 0, false
+			}
+			add(num, u)
+			rest = rest[i+j:]
+		}
+		if s == "" {
+			return 0, false
+		}
+	}
+	if total.Cmp(big.NewInt(int64(maxDuration))) > 0 {
+		return 0, false
+	}
+	return time.Duration(total.Int64()), true
+}
+
+var suggested = regexp.MustCompile(`use a step of at least (\S+)$`)
+
+func FuzzParseQuery(f *testing.F) {
+	// Each input is up to six name=value pairs (separated by \n), an Accept header and
+	// the points limit.
+	for _, seed := range []struct {
+		pairs, accept string
+		maxPoints     uint16
+	}{
+		{"", "", 11000},
+		{"start=-1h\nstep=15s", "text/csv", 11000},
+		{"start=2026-11-30T00:00:00Z\nend=2026-11-30T00:20:00Z\nstep=5m", "", 11000},
+		{"start=-30d\nstep=1s", "", 11000},
+		{"start=-30d\nstep=1s", "", 3},
+		{"start=-30d", "", 2},
+		{"start=-300w", "", 11000},
+		{"start=0\nend=7258118399", "", 11000},
+		{"start=0\nend=7258118399\nstep=1s", "", 11000},
+		{"start=0\nend=1\nstep=3650d", "", 11000},
+		{"end=0", "", 11000},
+		{"start=now\nend=-1h", "", 11000},
+		{"step=0.5", "", 11000},
+		{"step=1500ms", "", 11000},
+		{"resource=cpu, memory,swap\nagg=p99\nsummary=none\nview=summary\nformat=csv", "", 11000},
+		{"resource=,\nsummary=", "", 11000},
+		{"summary=p50,p50,count", "", 11000},
+		{"labelSelector=app in (a,b),!x,y!=z", "", 11000},
+		{"labelSelector=!!!", "", 11000},
+		{"labelSelector=  ", "", 11000},
+		{"by=pod\nbogus=1", "", 11000},
+		{"step=1m\nstep=2m", "", 11000},
+		{"format=xml", "application/json, text/csv", 11000},
+		{"agg=", "", 1},
+	} {
+		f.Add(seed.pairs, seed.accept, seed.maxPoints)
+	}
+	f.Fuzz(func(t *testing.T, pairs, accept string, maxPoints uint16) {
+		v := url.Values{}
+		for i, p := range strings.SplitN(pairs, "\n", 7) {
+			if i == 6 {
+				break
+			}
+			name, value, _ := strings.Cut(p, "=")
+			v.Add(name, value)
+		}
+		lim := limits{resolution: 15 * time.Second, maxPoints: int(maxPoints)}
+		q, err := parseQuery(v, accept, fuzzNow, lim)
+		if err != nil {
+			checkParamError(t, err)
+			// Without a step, the default step keeps the grid within the limit, so a
+			// request that names no step is never refused for its points.
+			var le *limitError
+			if _, given := v[paramStep]; !given && lim.maxPoints >= 3 && errors.As(err, &le) {
+				t.Fatalf("no step given, max %d points: %v", lim.maxPoints, err)
+			}
+			// The step that a refusal for too many points names is accepted.
+			if m := suggested.FindStringSubmatch(err.Error()); m != nil && lim.maxPoints >= 3 {
+				v.Set(paramStep, m[1])
+				if q, err := parseQuery(v, accept, fuzzNow, lim); err != nil && errors.As(err, &le) {
+					t.Fatalf("the suggested step %s is refused: %v", m[1], err)
+				} else if err == nil && q.steps() > lim.maxPoints {
+					t.Fatalf("the suggested step %s gives %d points", m[1], q.steps())
+				}
+			}
+			return
+		}
+		if !q.start.Before(q.end) {
+			t.Fatalf("start %s not before end %s", q.start, q.end)
+		}
+		if q.step < time.Second || q.step%time.Second != 0 {
+			t.Fatalf("step %s", q.step)
+		}
+		if n := q.steps(); n > lim.maxPoints || n < 2 {
+			t.Fatalf("%d steps, limit %d", n, lim.maxPoints)
+		}
+		if !q.start.Equal(alignDown(q.start, q.step)) || !q.at(q.steps()-1).Equal(q.end) {
+			t.Fatalf("grid %s..%s every %s is not aligned", q.start, q.end, q.step)
+		}
+		if len(q.resources) == 0 || q.agg == "" || (q.view != viewSeries && q.view != viewSummary) ||
+			(q.format != formatJSON && q.format != formatCSV) || (q.by != "" && q.by != "pod") {
+			t.Fatalf("query %+v", q)
+		}
+		// The default step aims at targetPoints (one more for the alignment).
+		if _, given := v[paramStep]; !given && q.steps() > targetPoints+1 {
+			t.Fatalf("default step %s over %s: %d steps", q.step, q.end.Sub(q.start), q.steps())
+		}
+	})
+}
+
+// TestParseQueryDefaultStepWithinLimit: a request without a step is never refused for
+// its points, whatever the range and the limit.
+func TestParseQueryDefaultStepWithinLimit(t *testing.T) {
+	for _, maxPoints := range []int{3, 10, 100, 1000, 1002, 11000} {
+		for _, start := range []string{"-1h", "-24h", "-7d", "-30d", "-520w", "0"} {
+			v := url.Values{"start": {start}}
+			q, err := parseQuery(v, "", fuzzNow, limits{resolution: 15 * time.Second, maxPoints: maxPoints})
+			if err != nil {
+				t.Errorf("max %d points, start=%s: %v", maxPoints, start, err)
+				continue
+			}
+			if q.steps() > maxPoints {
+				t.Errorf("max %d points, start=%s: %d steps", maxPoints, start, q.steps())
+			}
+		}
+	}
+}

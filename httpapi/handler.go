@@ -1,0 +1,248 @@
+package httpapi
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/endpoints/request"
+
+	"github.com/hindsight-metrics/hindsight/tsdb"
+	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
+)
+
+// Prefix is where the history API lives; cmd mounts the handler there.
+const Prefix = "/history/v1/"
+
+// Samples answers range queries over the stored series. *tsdb.DB implements it.
+type Samples interface {
+	Range(ctx context.Context, sel tsdb.Selector, q tsdb.RangeQuery, fn func(*tsdb.RangeSeries) error) error
+}
+
+// Catalog finds pods and nodes, live or gone. *catalog.Catalog implements it.
+type Catalog interface {
+	Pod(uid string) (catalog.PodRecord, error)
+	PodsByName(ns, name string) ([]catalog.PodRecord, error)
+	PodsByOwner(ns, kind, name string, from, to time.Time) ([]catalog.PodRecord, error)
+	PodsMatching(ns string, match func(map[string]string) bool, from, to time.Time) ([]catalog.PodRecord, error)
+	Node(name string) (catalog.NodeRecord, error)
+	Nodes(from, to time.Time) ([]catalog.NodeRecord, error)
+	Namespaces() ([]string, error)
+}
+
+// Authorizer decides whether a user may read an object's metrics: the API server's
+// delegated authorizer (SubjectAccessReview, with its own short cache).
+type Authorizer interface {
+	Authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error)
+}
+
+// Defaults of Config's limits.
+const (
+	DefaultMaxPoints     = 11_000
+	DefaultMaxSeries     = 1_000
+	DefaultQueryTimeout  = time.Minute
+	DefaultMaxConcurrent = 4
+	// maxValues bounds the values one response holds (series × steps × resources), so
+	// that the largest allowed response stays within about 100 MB of memory.
+	maxValues = 4_000_000
+)
+
+// Config is what New needs. Samples, Catalog and Authorizer are required.
+type Config struct {
+	Samples    Samples
+	Catalog    Catalog
+	Authorizer Authorizer
+	// Resolution is the scrape interval (--metric-resolution): the smallest default step.
+	// 0 means 15s.
+	Resolution time.Duration
+	// MaxPoints bounds the steps of one series (--history-max-points). 0 means 11,000.
+	MaxPoints int
+	// MaxSeries bounds the series of one response, and the pods summed into one total
+	// (--history-max-series). 0 means 1,000.
+	MaxSeries int
+	// QueryTimeout bounds one request's time (--history-query-timeout). 0 means 1m.
+	QueryTimeout time.Duration
+	// MaxConcurrent bounds the queries computed at once; more wait for their turn until
+	// their deadline. 0 means 4.
+	MaxConcurrent int
+	// Log receives failed queries. Nil discards.
+	Log *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate reports every problem with c.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Samples == nil {
+		errs = append(errs, errors.New("history api: Samples is required"))
+	}
+	if c.Catalog == nil {
+		errs = append(errs, errors.New("history api: Catalog is required"))
+	}
+	if c.Authorizer == nil {
+		errs = append(errs, errors.New("history api: Authorizer is required"))
+	}
+	for name, v := range map[string]int{"MaxPoints": c.MaxPoints, "MaxSeries": c.MaxSeries, "MaxConcurrent": c.MaxConcurrent} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("history api: %s must not be negative, got %d", name, v))
+		}
+	}
+	if c.Resolution < 0 || c.QueryTimeout < 0 {
+		errs = append(errs, errors.New("history api: Resolution and QueryTimeout must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Handler serves the history API under Prefix.
+type Handler struct {
+	cfg    Config
+	log    *slog.Logger
+	router chi.Router
+	slots  chan struct{}
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns the handler of the history API.
+func New(cfg Config) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Resolution == 0 {
+		cfg.Resolution = tsdb.DefaultResolution
+	}
+	if cfg.MaxPoints == 0 {
+		cfg.MaxPoints = DefaultMaxPoints
+	}
+	if cfg.MaxSeries == 0 {
+		cfg.MaxSeries = DefaultMaxSeries
+	}
+	if cfg.QueryTimeout == 0 {
+		cfg.QueryTimeout = DefaultQueryTimeout
+	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{cfg: cfg, log: cfg.Log, slots: make(chan struct{}, cfg.MaxConcurrent)}
+	r := chi.NewRouter()
+	r.Use(h.requireUser, getOnly)
+	r.Route("/history/v1", func(r chi.Router) {
+		r.Get("/", h.index)
+		r.Get("/openapi.json", serveOpenAPI)
+		r.Get("/cluster", h.query(h.cluster))
+		r.Get("/nodes", h.query(h.nodes))
+		r.Get("/nodes/{node}", h.query(h.node))
+		r.Get("/namespaces", h.query(h.namespaces))
+		r.Get("/namespaces/{namespace}", h.query(h.namespace))
+		r.Get("/namespaces/{namespace}/pods", h.query(h.pods))
+		r.Get("/namespaces/{namespace}/pods/{pod}", h.query(h.podByName))
+		r.Get("/namespaces/{namespace}/pods/{pod}/containers", h.query(h.containersByName))
+		r.Get("/namespaces/{namespace}/{workloads}/{name}", h.query(h.workload))
+		r.Get("/pods/{uid}", h.query(h.podByUID))
+		r.Get("/pods/{uid}/containers", h.query(h.containersByUID))
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, h.log, r, notFound("no history endpoint at %s; GET %s lists them", r.URL.Path, Prefix))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, h.log, r, &apiError{status: http.StatusMethodNotAllowed, reason: "MethodNotAllowed", msg: r.Method + " is not allowed; the history API is read with GET"})
+	})
+	h.router = r
+	return h, nil
+}
+
+// ServeHTTP serves one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }
+
+// requireUser refuses a request without an authenticated user: the API server's
+// authentication filter always sets one, so this only guards a mounting mistake.
+func (h *Handler) requireUser(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, ok := request.UserFrom(r.Context()); !ok || u == nil {
+			writeError(w, h.log, r, &apiError{status: http.StatusUnauthorized, reason: "Unauthorized", msg: "authentication required"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func getOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			writeError(w, nil, r, &apiError{status: http.StatusMethodNotAllowed, reason: "MethodNotAllowed", msg: r.Method + " is not allowed; the history API is read with GET"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// endpoint computes a response from a request's parsed query.
+type endpoint func(ctx context.Context, r *http.Request, q *query) (*result, error)
+
+// query wraps an endpoint: parse, wait for a slot, compute within the timeout, encode.
+func (h *Handler) query(e endpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		now := h.cfg.Now()
+		q, err := parseQuery(r.URL.Query(), r.Header.Get("Accept"), now, limits{resolution: h.cfg.Resolution, maxPoints: h.cfg.MaxPoints})
+		if err != nil {
+			writeError(w, h.log, r, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+		defer cancel()
+		select {
+		case h.slots <- struct{}{}:
+			defer func() { <-h.slots }()
+		case <-ctx.Done():
+			writeError(w, h.log, r, &apiError{status: http.StatusServiceUnavailable, reason: "Busy",
+				msg: fmt.Sprintf("%d history queries are running; none finished in time: try again", cap(h.slots))})
+			return
+		}
+		res, err := e(ctx, r, q)
+		if err != nil {
+			writeError(w, h.log, r, err)
+			return
+		}
+		if err := encode(w, q, res); err != nil {
+			h.log.Debug("Writing a history response failed", "path", r.URL.Path, "err", err)
+		}
+	}
+}
+
+// The index lists the endpoints.
+func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(indexJSON)
+}
+
+var indexJSON = []byte(`{"endpoints":[` +
+	`"/history/v1/cluster",` +
+	`"/history/v1/nodes","/history/v1/nodes/{node}",` +
+	`"/history/v1/namespaces","/history/v1/namespaces/{namespace}",` +
+	`"/history/v1/namespaces/{namespace}/pods","/history/v1/namespaces/{namespace}/pods/{pod}",` +
+	`"/history/v1/namespaces/{namespace}/pods/{pod}/containers",` +
+	`"/history/v1/namespaces/{namespace}/{deployments|statefulsets|daemonsets|replicasets|jobs|cronjobs}/{name}",` +
+	`"/history/v1/pods/{uid}","/history/v1/pods/{uid}/containers"],` +
+	`"openapi":"/history/v1/openapi.json"}` + "\n")
+
+//go:embed openapi.json
+var openAPIJSON []byte
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPIJSON)
+}

@@ -1,0 +1,198 @@
+package httpapi
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/hindsight-metrics/hindsight/tsdb"
+)
+
+func TestParseTime(t *testing.T) {
+	now := fuzzNow
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"now", now},
+		{"-24h", now.Add(-24 * time.Hour)},
+		{"now-7d", now.Add(-7 * 24 * time.Hour)},
+		{"now+1h", now.Add(time.Hour)},
+		{"-1h30m", now.Add(-90 * time.Minute)},
+		{"now-2w", now.Add(-14 * 24 * time.Hour)},
+		{"now-0.29h", now.Add(-1044 * time.Second)},
+		{"-90", now.Add(-90 * time.Second)},
+		{"-1", now.Add(-time.Second)},
+		{"2026-11-30T00:00:00Z", time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)},
+		{"2026-11-30T01:00:00+01:00", time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)},
+		{"2026-11-30T00:00:00.25Z", time.Date(2026, 11, 30, 0, 0, 0, 250e6, time.UTC)},
+		{"1795996800", time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)},
+		{"1795996800.5", time.Date(2026, 11, 30, 0, 0, 0, 500e6, time.UTC)},
+		{"0", time.Unix(0, 0)},
+	} {
+		got, err := parseTime(tc.in, now)
+		if err != nil || !got.Equal(tc.want) {
+			t.Errorf("parseTime(%q) = %s, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "yesterday", "now-", "now+", "-", "now-1y", "now--1h", "1969-12-31T23:59:59Z",
+		"2200-01-01T00:00:00Z", "7258118400", "NaN", "Inf", "2026-11-30", "2026-11-30T00:00:00", "now-3651d"} {
+		if got, err := parseTime(in, now); err == nil {
+			t.Errorf("parseTime(%q) = %s, want an error", in, got)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"0", 0},
+		{"60", time.Minute},
+		{"0.5", 500 * time.Millisecond},
+		{"1.001", 1001 * time.Millisecond},
+		{"90s", 90 * time.Second},
+		{"15m", 15 * time.Minute},
+		{"24h", day},
+		{"7d", 7 * day},
+		{"2w", 14 * day},
+		{"1d12h", 36 * time.Hour},
+		{"1h30m15s", 5415 * time.Second},
+		{"1.5ms", 1500 * time.Microsecond},
+		{"0.29h", 1044 * time.Second},
+		{"0.01d", 864 * time.Second},
+		{"1.13m", 67800 * time.Millisecond},
+		{".5s", 500 * time.Millisecond},
+		{"5.s", 5 * time.Second},
+		{"3650d", maxDuration},
+		{"0.0000000001s", 0},
+	} {
+		got, err := parseDuration(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("parseDuration(%q) = %s, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "s", "m5", ".", "-5m", "-5", "1y", "1µs", "5m-", "1.2.3s", "3651d", "3650d1ms", "NaN", "Inf",
+		"99999999999999999999s", "9223372036854775807ms"} {
+		if got, err := parseDuration(in); err == nil {
+			t.Errorf("parseDuration(%q) = %s, want an error", in, got)
+		}
+	}
+}
+
+// TestQueryDefaults: without parameters, the last hour at the resolution, CPU and
+// memory, avg, every summary, JSON.
+func TestQueryDefaults(t *testing.T) {
+	now := at(30*time.Minute + 7*time.Second)
+	q, err := parseQuery(url.Values{}, "", now, limits{resolution: res, maxPoints: DefaultMaxPoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := at(-30*time.Minute + 0*time.Second); !q.start.Equal(want) {
+		t.Errorf("start %s, want %s (an hour before now, aligned down)", q.start, want)
+	}
+	if want := at(30*time.Minute + 15*time.Second); !q.end.Equal(want) {
+		t.Errorf("end %s, want %s (now, aligned up)", q.end, want)
+	}
+	if q.step != res || q.steps() != 242 {
+		t.Errorf("step %s, %d steps; want %s, 242", q.step, q.steps(), res)
+	}
+	if !slices.Equal(q.resources, []tsdb.Resource{tsdb.ResourceCPU, tsdb.ResourceMemory}) || q.agg != tsdb.AggAvg ||
+		!slices.Equal(q.summary, tsdb.Aggs) || q.view != viewSeries || q.format != formatJSON || q.selector != nil || q.by != "" {
+		t.Errorf("query %+v", q)
+	}
+	// Longer ranges take longer nice steps, never below the resolution.
+	for _, tc := range []struct {
+		start string
+		res   time.Duration
+		step  time.Duration
+	}{
+		{"-1h", 15 * time.Second, 15 * time.Second},
+		{"-1h", time.Minute, time.Minute},
+		{"-6h", 15 * time.Second, 30 * time.Second},
+		{"-24h", 15 * time.Second, 2 * time.Minute},
+		{"-7d", 15 * time.Second, 15 * time.Minute},
+		{"-30d", 15 * time.Second, time.Hour},
+	} {
+		q, err := parseQuery(url.Values{"start": {tc.start}}, "", now, limits{resolution: tc.res, maxPoints: DefaultMaxPoints})
+		if err != nil || q.step != tc.step {
+			t.Errorf("start=%s at a %s resolution: step %v, %v; want %s", tc.start, tc.res, q, err, tc.step)
+		}
+	}
+}
+
+func TestQueryValues(t *testing.T) {
+	lim := limits{resolution: res, maxPoints: DefaultMaxPoints}
+	v := url.Values{"resource": {"swap, cpu,cpu"}, "agg": {"p95"}, "summary": {"max,p50,max"}, "view": {"summary"},
+		"labelSelector": {"app in (web,db),tier!=x"}, "by": {"pod"}, "step": {"1m"}, "start": {"-1h"}}
+	q, err := parseQuery(v, "text/csv", fuzzNow, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(q.resources, []tsdb.Resource{tsdb.ResourceSwap, tsdb.ResourceCPU}) || q.agg != tsdb.AggP95 ||
+		!slices.Equal(q.summary, []tsdb.Agg{tsdb.AggMax, tsdb.AggP50}) || q.view != viewSummary || q.format != formatCSV || q.by != "pod" {
+		t.Errorf("query %+v", q)
+	}
+	if q.selector == nil || !q.selector.Matches(labels.Set{"app": "web"}) || q.selector.Matches(labels.Set{"app": "web", "tier": "x"}) {
+		t.Errorf("selector %v", q.selector)
+	}
+	for _, none := range []string{"", "none"} {
+		q, err := parseQuery(url.Values{"summary": {none}}, "", fuzzNow, lim)
+		if err != nil || len(q.summary) != 0 {
+			t.Errorf("summary=%q: %v %v", none, q.summary, err)
+		}
+	}
+}
+
+func TestAcceptsCSV(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"": false, "*/*": false, "text/csv": true, "TEXT/CSV": true, " text/csv ; q=1": true, "text/plain, text/csv": true,
+		"application/json, text/csv": false, "application/*;q=0.5, text/csv": false, "text/csv, application/json": true,
+		"application/jsonl, text/csv": true, "text/csvx": false,
+	} {
+		if got := acceptsCSV(accept); got != want {
+			t.Errorf("acceptsCSV(%q) = %v, want %v", accept, got, want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	e := &fakeAuthz{}
+	if _, err := New(Config{}); err == nil ||
+		!strings.Contains(err.Error(), "Samples is required") || !strings.Contains(err.Error(), "Catalog is required") || !strings.Contains(err.Error(), "Authorizer is required") {
+		t.Errorf("New(Config{}): %v", err)
+	}
+	env := newEnv(t, &fixture{rounds: 1, now: t0})
+	for _, tc := range []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.MaxPoints = -1 }, "MaxPoints must not be negative, got -1"},
+		{func(c *Config) { c.MaxSeries = -2 }, "MaxSeries must not be negative, got -2"},
+		{func(c *Config) { c.MaxConcurrent = -3 }, "MaxConcurrent must not be negative, got -3"},
+		{func(c *Config) { c.Resolution = -time.Second }, "Resolution and QueryTimeout must not be negative"},
+		{func(c *Config) { c.QueryTimeout = -time.Second }, "Resolution and QueryTimeout must not be negative"},
+	} {
+		cfg := env.config()
+		cfg.Authorizer = e
+		tc.mod(&cfg)
+		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New: %v, want %q", err, tc.want)
+		}
+	}
+	cfg := Config{Samples: env.db, Catalog: env.cat, Authorizer: e}
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.cfg.MaxPoints != DefaultMaxPoints || h.cfg.MaxSeries != DefaultMaxSeries || h.cfg.QueryTimeout != DefaultQueryTimeout ||
+		cap(h.slots) != DefaultMaxConcurrent || h.cfg.Resolution != tsdb.DefaultResolution || h.cfg.Now == nil || h.log == nil {
+		t.Errorf("defaults: %+v", h.cfg)
+	}
+}
