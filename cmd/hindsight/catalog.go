@@ -27,15 +27,15 @@ const catalogFile = "catalog.db"
 // and Jobs to resolve owners, and the scraper's node informer. The returned stop function
 // stops the feed and closes the catalog, writing what is queued; call it after the scraper
 // has stopped and before the TSDB closes.
-func startCatalog(ctx context.Context, o *options, client kubernetes.Interface, nodes cache.SharedIndexInformer, log *slog.Logger) (stop func() error, err error) {
+func startCatalog(ctx context.Context, o *options, client kubernetes.Interface, nodes cache.SharedIndexInformer, log *slog.Logger) (_ *catalog.Catalog, stop func() error, err error) {
 	cat, err := catalog.OpenOrRebuild(filepath.Join(o.storagePath, catalogFile), catalog.Options{Retention: o.retention}, log)
 	if err != nil {
-		return nil, fmt.Errorf("open catalog: %w", err)
+		return nil, nil, fmt.Errorf("open catalog: %w", err)
 	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	pods := factory.Core().V1().Pods().Informer()
 	if err := pods.SetTransform(stripManagedFields); err != nil {
-		return nil, errors.Join(fmt.Errorf("pod informer: %w", err), cat.Close())
+		return nil, nil, errors.Join(fmt.Errorf("pod informer: %w", err), cat.Close())
 	}
 	rs, jobs := factory.Apps().V1().ReplicaSets(), factory.Batch().V1().Jobs()
 	rsLister, jobLister := rs.Lister(), jobs.Lister()
@@ -83,7 +83,7 @@ func startCatalog(ctx context.Context, o *options, client kubernetes.Interface, 
 		}
 		log.Info("catalog in sync", "pods", len(uids), "nodes", len(names))
 	})
-	return func() error {
+	return cat, func() error {
 		cancel()
 		factory.Shutdown()
 		wg.Wait()

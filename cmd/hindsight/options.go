@@ -13,6 +13,7 @@ import (
 	cliflag "k8s.io/component-base/cli/flag"
 
 	"github.com/hindsight-metrics/hindsight/apiserver"
+	"github.com/hindsight-metrics/hindsight/httpapi"
 	"github.com/hindsight-metrics/hindsight/scraper"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
@@ -41,6 +42,10 @@ type options struct {
 	retention     time.Duration
 	retentionSize string
 
+	historyMaxPoints    int
+	historyMaxSeries    int
+	historyQueryTimeout time.Duration
+
 	logLevel  string
 	logFormat string
 
@@ -58,6 +63,9 @@ func newOptions() *options {
 		storagePath:         "/var/lib/hindsight",
 		retention:           tsdb.DefaultRetention,
 		retentionSize:       "0",
+		historyMaxPoints:    httpapi.DefaultMaxPoints,
+		historyMaxSeries:    httpapi.DefaultMaxSeries,
+		historyQueryTimeout: httpapi.DefaultQueryTimeout,
 		logLevel:            "info",
 		logFormat:           "text",
 	}
@@ -86,6 +94,11 @@ func (o *options) flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.storagePath, "storage-path", o.storagePath, "Directory that holds every sample (Prometheus TSDB) and the object catalog; mount a PersistentVolume here.")
 	fs.DurationVar(&o.retention, "retention", o.retention, "How long samples are kept.")
 	fs.StringVar(&o.retentionSize, "retention-size", o.retentionSize, "Largest size of the stored samples (blocks, WAL and head chunks), as a quantity (e.g. 8Gi); the oldest are deleted first. 0 means no size limit. Set it below the volume's size: a full volume loses history (the current window is still served).")
+
+	fs = nfs.FlagSet("history")
+	fs.IntVar(&o.historyMaxPoints, "history-max-points", o.historyMaxPoints, "Most steps in one series of a /history/v1 range query; more is refused with 422, naming the smallest step that fits. (/prometheus/api/v1 keeps Prometheus' own limit, 11,000.)")
+	fs.IntVar(&o.historyMaxSeries, "history-max-series", o.historyMaxSeries, "Most series in one /history/v1 response; more is refused with 422.")
+	fs.DurationVar(&o.historyQueryTimeout, "history-query-timeout", o.historyQueryTimeout, "Longest time one /history/v1 or /prometheus/api/v1 query may take; a slower one is cancelled with 503.")
 
 	fs = nfs.FlagSet("kubernetes client")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "The path to the kubeconfig used to connect to the Kubernetes API server and the Kubelets (defaults to in-cluster config)")
@@ -122,6 +135,15 @@ func (o *options) validate() error {
 	} else if need := tsdb.MinRetentionSize(tsdb.DefaultExpectedSeries, o.resolution); size > 0 && size < need {
 		errs = append(errs, fmt.Errorf("--retention-size %s (%d bytes) is less than one day of samples needs: about %d bytes for %d series at --metric-resolution %s, %d bytes per sample; give at least that, or 0 for no size limit",
 			o.retentionSize, size, need, tsdb.DefaultExpectedSeries, o.resolution, tsdb.DiskBytesPerSample))
+	}
+	if o.historyMaxPoints < 3 {
+		errs = append(errs, fmt.Errorf("--history-max-points must be at least 3 (an aligned grid of a range takes up to two points more than it spans), got %d", o.historyMaxPoints))
+	}
+	if o.historyMaxSeries < 1 {
+		errs = append(errs, fmt.Errorf("--history-max-series must be at least 1, got %d", o.historyMaxSeries))
+	}
+	if o.historyQueryTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--history-query-timeout must be positive, got %s", o.historyQueryTimeout))
 	}
 	if o.storagePath == "" {
 		errs = append(errs, errors.New("--storage-path must not be empty"))

@@ -27,6 +27,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/hindsight-metrics/hindsight/apiserver"
+	"github.com/hindsight-metrics/hindsight/httpapi"
+	"github.com/hindsight-metrics/hindsight/httpapi/promapi"
 	"github.com/hindsight-metrics/hindsight/scraper"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
@@ -108,6 +110,13 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		return fmt.Errorf("create scraper: %w", err)
 	}
 
+	// The catalog opens before the API server, which serves history from it.
+	cat, stop, err := startCatalog(ctx, o, client, nodeInformer.Informer(), log.With("component", "catalog"))
+	if err != nil {
+		return err
+	}
+	stopCatalog = stop
+
 	apiCfg := &apiserver.Config{
 		Source:       db,
 		Nodes:        nodeInformer.Lister(),
@@ -125,6 +134,7 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		Registerer: reg,
 		Log:        log.With("component", "apiserver"),
 	}
+	o.server.SelfAuthorizedPaths = []string{httpapi.Prefix + "*", prometheusPrefix + "/*"}
 	if err := o.server.ApplyTo(apiCfg); err != nil {
 		return fmt.Errorf("configure API server: %w", err)
 	}
@@ -132,16 +142,38 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("create API server: %w", err)
 	}
+	history, err := httpapi.New(httpapi.Config{
+		Samples:      db,
+		Catalog:      cat,
+		Authorizer:   apiCfg.Generic.Authorization.Authorizer,
+		Resolution:   o.resolution,
+		MaxPoints:    o.historyMaxPoints,
+		MaxSeries:    o.historyMaxSeries,
+		QueryTimeout: o.historyQueryTimeout,
+		Log:          log.With("component", "history"),
+	})
+	if err != nil {
+		return fmt.Errorf("create history API: %w", err)
+	}
+	srv.HandlePrefix(httpapi.Prefix, history)
+	prom, err := promapi.New(promapi.Config{
+		Prefix:      prometheusPrefix + "/api/v1",
+		Queryable:   db.Queryable(),
+		Authorize:   httpapi.RequireNodeMetrics(apiCfg.Generic.Authorization.Authorizer),
+		Revision:    "hindsight " + version,
+		Timeout:     o.historyQueryTimeout,
+		Unavailable: []error{tsdb.ErrClosed},
+		Registerer:  reg,
+	}, log.With("component", "promapi"))
+	if err != nil {
+		return fmt.Errorf("create Prometheus API: %w", err)
+	}
+	srv.HandlePrefix(prometheusPrefix+"/", prom)
 
 	nodeFactory.Start(ctx.Done())
 	podFactory.Start(ctx.Done())
 	defer nodeFactory.Shutdown()
 	defer podFactory.Shutdown()
-	stop, err := startCatalog(ctx, o, client, nodeInformer.Informer(), log.With("component", "catalog"))
-	if err != nil {
-		return err
-	}
-	stopCatalog = stop
 
 	scrape := func(ctx context.Context) error {
 		// Scrape once the informers know the nodes and pods, so that the first round sees
@@ -163,6 +195,10 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	}
 	return runThenClose(ctx, log, scrape, serveAPI, closeStorage, storageCloseDeadline)
 }
+
+// prometheusPrefix is where the Prometheus-compatible read API lives: a Prometheus data
+// source in Grafana, or promtool, is pointed at https://<hindsight>/prometheus.
+const prometheusPrefix = "/prometheus"
 
 // storageCloseDeadline bounds how long after shutdown begins the storage waits for the API
 // server before it closes. The API server may take long to stop: --shutdown-delay-duration,
