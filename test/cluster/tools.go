@@ -22,6 +22,7 @@ const (
 	KubernetesVersion    = "v1.34.4"
 	KwokVersion          = "v0.8.0"
 	MetricsServerVersion = "v0.9.0"
+	PrometheusVersion    = "v3.15.0"
 )
 
 // Tools are the paths of the built control-plane binaries.
@@ -34,6 +35,7 @@ type Tools struct {
 	Kwok                  string
 	KwokConfig            string
 	MetricsServer         string
+	Promtool              string
 }
 
 func toolsIn(dir string) Tools {
@@ -46,6 +48,7 @@ func toolsIn(dir string) Tools {
 		Kwok:                  filepath.Join(dir, "kwok"),
 		KwokConfig:            filepath.Join(dir, "kwok-config"),
 		MetricsServer:         filepath.Join(dir, "metrics-server"),
+		Promtool:              filepath.Join(dir, "promtool"),
 	}
 }
 
@@ -57,6 +60,10 @@ type toolModule struct {
 	ldflags string
 	renames map[string]string // built name -> final name
 	outputs []string          // final names this module produces
+	// stamped modules are left out of the tools directory's key: their stamp file holds a
+	// hash of their own module, and a change rebuilds them alone. A module added to the
+	// tools later is stamped, so that adding it does not rebuild the others.
+	stamped bool
 }
 
 func toolModules() []toolModule {
@@ -82,6 +89,14 @@ func toolModules() []toolModule {
 			targets: []string{"tool"},
 			ldflags: "-s -w " + versionLDFlags(MetricsServerVersion),
 			outputs: []string{"metrics-server"},
+		},
+		{
+			name:    "promtool",
+			what:    "promtool (Prometheus " + PrometheusVersion + "), a client of the Prometheus-compatible API",
+			targets: []string{"tool"},
+			ldflags: "-s -w",
+			outputs: []string{"promtool"},
+			stamped: true,
 		},
 	}
 }
@@ -159,7 +174,13 @@ func EnsureTools(ctx context.Context, progress io.Writer) (Tools, error) {
 
 	for _, m := range toolModules() {
 		stamp := filepath.Join(dir, ".built-"+m.name)
-		if _, err := os.Stat(stamp); err == nil && allExist(dir, m.outputs) {
+		want := ""
+		if m.stamped {
+			if want, err = moduleKey(root, m.name); err != nil {
+				return Tools{}, err
+			}
+		}
+		if got, err := os.ReadFile(stamp); err == nil && allExist(dir, m.outputs) && (!m.stamped || string(got) == want) {
 			continue
 		}
 		fmt.Fprintf(progress, "cluster: building %s into %s (first time only: minutes on 2 cores)\n", m.what, dir)
@@ -167,7 +188,11 @@ func EnsureTools(ctx context.Context, progress io.Writer) (Tools, error) {
 		if err := buildModule(ctx, filepath.Join(root, "test", "tools", m.name), dir, m, progress); err != nil {
 			return Tools{}, err
 		}
-		if err := os.WriteFile(stamp, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		content := time.Now().UTC().Format(time.RFC3339) + "\n"
+		if m.stamped {
+			content = want
+		}
+		if err := os.WriteFile(stamp, []byte(content), 0o644); err != nil {
 			return Tools{}, fmt.Errorf("write stamp: %w", err)
 		}
 		fmt.Fprintf(progress, "cluster: built %s in %s\n", m.what, time.Since(start).Round(time.Second))
@@ -226,11 +251,24 @@ func toolsKey(root string) (string, error) {
 	fmt.Fprintln(h, runtime.Version())
 	base := filepath.Join(root, "test", "tools")
 	for _, m := range toolModules() {
+		if m.stamped {
+			continue
+		}
 		if err := hashDir(h, base, m.name); err != nil {
 			return "", fmt.Errorf("hash test/tools: %w", err)
 		}
 	}
 	return KubernetesVersion + "-" + hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// moduleKey hashes the Go version and the files of one stamped tool module.
+func moduleKey(root, name string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintln(h, runtime.Version())
+	if err := hashDir(h, filepath.Join(root, "test", "tools"), name); err != nil {
+		return "", fmt.Errorf("hash test/tools/%s: %w", name, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)) + "\n", nil
 }
 
 func hashDir(h io.Writer, base, name string) error {
