@@ -11,6 +11,7 @@ import (
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -62,7 +63,7 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := os.Symlink(c.Tools.Kubectl, filepath.Join(binDir, "kubectl")); err != nil {
 		return fmt.Errorf("link kubectl: %w", err)
 	}
-	var server string
+	var server, history string
 	if *peer {
 		ms, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: *resolution, Register: true})
 		if err != nil {
@@ -76,6 +77,9 @@ func runDemo(ctx context.Context, args []string) error {
 			return err
 		}
 		server = fmt.Sprintf("Hindsight (pid %d, https://127.0.0.1:%d, data in %s, log in %s)", h.PID(), h.Port, h.StorageDir, filepath.Join(abs, "logs", "hindsight.log"))
+		if history, err = historyHelp(ctx, c, abs, h.Port); err != nil {
+			return err
+		}
 	}
 	fmt.Printf(`
 demo: ready in %s. metrics.k8s.io (v1 and v1beta1) is served by %s.
@@ -86,9 +90,9 @@ demo: ready in %s. metrics.k8s.io (v1 and v1beta1) is served by %s.
   kubectl top pods -A --containers
   kubectl get --raw /apis/metrics.k8s.io/v1/namespaces/batch/pods | head -c 600
   kubectl get hpa -n shop -w           # web's CPU jumps from 60%% to 180%% of its request every 90s
-
+%s
 Press Ctrl-C to stop everything.
-`, time.Since(start).Round(time.Second), server, c.Kubeconfig(), binDir, *resolution)
+`, time.Since(start).Round(time.Second), server, c.Kubeconfig(), binDir, *resolution, history)
 
 	varyUsage(ctx, c)
 	return nil
@@ -181,4 +185,34 @@ func varyUsage(ctx context.Context, c *cluster.Cluster) {
 			}
 		}
 	}
+}
+
+// historyHelp creates a ServiceAccount that may read every metric (the aggregated
+// metrics reader role, cluster-wide), writes its token next to the cluster's CA, and
+// returns the curl lines that read the history API with it.
+func historyHelp(ctx context.Context, c *cluster.Cluster, dir string, port int) (string, error) {
+	token, err := c.ServiceAccountToken(ctx, "default", "history-reader")
+	if err != nil {
+		return "", err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "history-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:aggregated-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "history-reader", Namespace: "default"}},
+	}
+	if _, err := c.Client().RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("bind history-reader: %w", err)
+	}
+	tokenFile := filepath.Join(dir, "history-reader.token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	return fmt.Sprintf(`
+  # history (every sample is kept): docs/history-api.md has every endpoint
+  export H=https://127.0.0.1:%d TOKEN=$(cat %s) CA=%s
+  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/namespaces/shop/deployments/web?start=-10m&step=1m&resource=cpu"
+  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/namespaces/batch/pods?start=-1h&view=summary&format=csv"
+  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/nodes?start=-30m&step=5m&format=csv"
+  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/prometheus/api/v1/query?query=sum(rate(container_cpu_usage_seconds_total[1m]))"
+`, port, tokenFile, c.PKI.Path("ca.crt")), nil
 }
