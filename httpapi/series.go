@@ -141,7 +141,20 @@ func (s *seriesResult) add(ri int, rs *tsdb.RangeSeries) {
 
 // finish computes the summaries that come from step values: a total's, or a series that
 // several stored series were added to (a pod whose series moved between nodes).
+//
+// It also converts requests, limits, capacity and allocatable, summed in the catalog's
+// integer units (millicores), to the API's (cores) with one division per value, so that a
+// total of three 100m requests is 0.3 cores and not 0.30000000000000004.
 func (s *seriesResult) finish() {
+	for _, r := range s.resources {
+		if _, unit, ok := catalogKey(r.resource); ok && unit != 1 {
+			for _, l := range r.lines {
+				for j, v := range l.values {
+					l.values[j] = v / unit
+				}
+			}
+		}
+	}
 	for i, r := range s.resources {
 		switch {
 		case r.values != nil && (s.total || s.got[i] != 1):
@@ -256,10 +269,11 @@ func specAt(c catalog.ContainerSpec, t time.Time) catalog.ResourceChange {
 	return c.Changes[0] // seen first after the pod's creation: its first spec
 }
 
-// podSpecAt returns a pod's request and limit of r at t: the sums over its app
+// podSpecAt returns a pod's request and limit of key at t, in the catalog's canonical
+// units (finish converts them): the sums over its app
 // containers (init containers run before them). The request is false when no container
 // requests r; the limit when any container has none (the pod is then unbounded).
-func podSpecAt(rec *catalog.PodRecord, container string, key string, unit float64, t time.Time) (req float64, hasReq bool, lim float64, hasLim bool) {
+func podSpecAt(rec *catalog.PodRecord, container string, key string, t time.Time) (req float64, hasReq bool, lim float64, hasLim bool) {
 	hasLim = true
 	n := 0
 	var reqSum, limSum int64
@@ -282,7 +296,7 @@ func podSpecAt(rec *catalog.PodRecord, container string, key string, unit float6
 	if n == 0 {
 		hasLim = false
 	}
-	return float64(reqSum) / unit, hasReq, float64(limSum) / unit, hasLim
+	return float64(reqSum), hasReq, float64(limSum), hasLim
 }
 
 // addPodLines adds the pod's (or one of its containers') requests and limits to every
@@ -290,7 +304,7 @@ func podSpecAt(rec *catalog.PodRecord, container string, key string, unit float6
 func addPodLines(q *query, s *seriesResult, rec *catalog.PodRecord, container string) {
 	eol := endOfLife(rec.Deleted, rec.DeletedAt, rec.LastSeen)
 	for _, r := range s.resources {
-		key, unit, ok := catalogKey(r.resource)
+		key, _, ok := catalogKey(r.resource)
 		if !ok {
 			continue
 		}
@@ -298,7 +312,7 @@ func addPodLines(q *query, s *seriesResult, rec *catalog.PodRecord, container st
 			r.lines = []line{{lineRequests, s.newLine(q)}, {lineLimits, s.newLine(q)}}
 		}
 		s.forSteps(q, rec.FirstSeen, eol, func(slot int, t time.Time) {
-			req, hasReq, lim, hasLim := podSpecAt(rec, container, key, unit, t)
+			req, hasReq, lim, hasLim := podSpecAt(rec, container, key, t)
 			if hasReq {
 				addAt(r.lines[0].values, slot, req)
 			}
@@ -342,7 +356,7 @@ func (s *seriesResult) forSteps(q *query, first, eol time.Time, fn func(slot int
 func addNodeLines(q *query, s *seriesResult, rec *catalog.NodeRecord) {
 	eol := endOfLife(rec.Deleted, rec.DeletedAt, rec.LastSeen)
 	for _, r := range s.resources {
-		key, unit, ok := catalogKey(r.resource)
+		key, _, ok := catalogKey(r.resource)
 		if !ok {
 			continue
 		}
@@ -353,10 +367,10 @@ func addNodeLines(q *query, s *seriesResult, rec *catalog.NodeRecord) {
 		alloc, hasAlloc := rec.Allocatable[key]
 		s.forSteps(q, rec.FirstSeen, eol, func(slot int, _ time.Time) {
 			if hasCap {
-				addAt(r.lines[0].values, slot, float64(capacity)/unit)
+				addAt(r.lines[0].values, slot, float64(capacity))
 			}
 			if hasAlloc {
-				addAt(r.lines[1].values, slot, float64(alloc)/unit)
+				addAt(r.lines[1].values, slot, float64(alloc))
 			}
 		})
 	}

@@ -702,3 +702,31 @@ func TestManyPods(t *testing.T) {
 		t.Errorf("with MaxSeries %d: status %d, want 422", cfg.MaxSeries, w.Code)
 	}
 }
+
+// TestTotalRequestsExact: a total's requests are summed in millicores and converted once,
+// so three pods of 100m request 0.3 cores, not 0.1+0.1+0.1 = 0.30000000000000004.
+func TestTotalRequestsExact(t *testing.T) {
+	f := defaultFixture()
+	for i, name := range []string{"w-1", "w-2", "w-3"} {
+		f.pods = append(f.pods, podSpec{
+			uid: "u-" + name, ns: "team", name: name, node: "n1", owner: deploy("w"),
+			containers: []ctrSpec{{name: "app", cores: constant(0.1 * float64(i+1)), mem: 10 * mi,
+				req: map[string]int64{"cpu": 100, "memory": 64 * mi}, lim: map[string]int64{"cpu": 100}}},
+		})
+	}
+	h := newEnv(t, f).handler(t)
+	for _, path := range []string{"/namespaces/team", "/namespaces/team/deployments/w"} {
+		r := decode(t, get(t, h, "admin", "/history/v1"+path+"?"+goldenRange))
+		cpu := r.Series[0].Resources["cpu"]
+		for _, line := range map[string][]*float64{"requests": cpu.Requests, "limits": cpu.Limits} {
+			for i, v := range line {
+				if v == nil || *v != 0.3 {
+					t.Fatalf("%s: step %d: %v, want exactly 0.3", path, i, v)
+				}
+			}
+		}
+		if got := cpu.Latest["requests"]; got == nil || *got != 0.3 {
+			t.Errorf("%s: latest requests %v, want 0.3", path, got)
+		}
+	}
+}

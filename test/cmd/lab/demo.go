@@ -213,6 +213,6 @@ func historyHelp(ctx context.Context, c *cluster.Cluster, dir string, port int) 
   curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/namespaces/shop/deployments/web?start=-10m&step=1m&resource=cpu"
   curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/namespaces/batch/pods?start=-1h&view=summary&format=csv"
   curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/nodes?start=-30m&step=5m&format=csv"
-  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/prometheus/api/v1/query?query=sum(rate(container_cpu_usage_seconds_total[1m]))"
+  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" -G "$H/prometheus/api/v1/query" --data-urlencode 'query=sum(rate(container_cpu_usage_seconds_total[1m]))'
 `, port, tokenFile, c.PKI.Path("ca.crt")), nil
 }
