@@ -43,22 +43,13 @@ func unsupported(q *query, endpoint string) error {
 }
 
 func (h *Handler) cluster(ctx context.Context, _ *http.Request, q *query) (*result, error) {
-	if err := unsupportedBy(q, "the cluster"); err != nil {
-		return nil, err
-	}
-	if err := h.authorize(ctx, resourceNodes, ""); err != nil {
-		return nil, err
-	}
-	nodes, err := h.cfg.Catalog.Nodes(q.window())
+	nodes, err := h.selectedNodes(ctx, q, "the cluster")
 	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
+		return nil, err
 	}
 	s := newSeries(q, objectInfo{Kind: "Cluster"}, true)
 	names := make(map[string]bool, len(nodes))
 	for i := range nodes {
-		if q.selector != nil && !q.selector.Matches(labels.Set(nodes[i].Labels)) {
-			continue
-		}
 		names[nodes[i].Name] = true
 		addNodeLines(q, s, &nodes[i])
 	}
@@ -89,8 +80,10 @@ func totals(s *seriesResult) *result {
 	return &result{series: []*seriesResult{s}}
 }
 
-func (h *Handler) nodes(ctx context.Context, _ *http.Request, q *query) (*result, error) {
-	if err := unsupportedBy(q, "nodes"); err != nil {
+// selectedNodes checks that the user may read node metrics and returns the nodes that
+// existed during the query's range and match its label selector.
+func (h *Handler) selectedNodes(ctx context.Context, q *query, endpoint string) ([]catalog.NodeRecord, error) {
+	if err := unsupportedBy(q, endpoint); err != nil {
 		return nil, err
 	}
 	if err := h.authorize(ctx, resourceNodes, ""); err != nil {
@@ -100,9 +93,16 @@ func (h *Handler) nodes(ctx context.Context, _ *http.Request, q *query) (*result
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	recs = slices.DeleteFunc(recs, func(n catalog.NodeRecord) bool {
+	return slices.DeleteFunc(recs, func(n catalog.NodeRecord) bool {
 		return q.selector != nil && !q.selector.Matches(labels.Set(n.Labels))
-	})
+	}), nil
+}
+
+func (h *Handler) nodes(ctx context.Context, _ *http.Request, q *query) (*result, error) {
+	recs, err := h.selectedNodes(ctx, q, "nodes")
+	if err != nil {
+		return nil, err
+	}
 	return h.nodeSeries(ctx, q, recs, tsdb.Selector{Object: tsdb.ObjectNode})
 }
 
