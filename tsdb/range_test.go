@@ -10,22 +10,6 @@ import (
 	"time"
 )
 
-// nodeRounds writes n rounds of node "n1" at 15s, the CPU counter growing by rate(i)
-// cores over round i and the working set at mem(i).
-func nodeRounds(t *testing.T, db *DB, n int, rate func(i int) float64, mem func(i int) float64, skip func(i int) bool) {
-	t.Helper()
-	cpu := 100.0
-	for i := range n {
-		if i > 0 {
-			cpu += rate(i) * 15
-		}
-		if skip != nil && skip(i) {
-			continue
-		}
-		write(t, db, batch(node("n1", at(time.Duration(i)*15*time.Second), cpu, mem(i))))
-	}
-}
-
 func collect(t *testing.T, db *DB, sel Selector, q RangeQuery) []RangeSeries {
 	t.Helper()
 	var out []RangeSeries
