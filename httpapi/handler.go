@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
@@ -75,6 +77,9 @@ type Config struct {
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Registerer receives the self-metrics (hindsight_history_requests_total and
+	// hindsight_history_request_duration_seconds). Nil keeps them unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Validate reports every problem with c.
@@ -102,10 +107,11 @@ func (c *Config) Validate() error {
 
 // Handler serves the history API under Prefix.
 type Handler struct {
-	cfg    Config
-	log    *slog.Logger
-	router chi.Router
-	slots  chan struct{}
+	cfg     Config
+	log     *slog.Logger
+	router  chi.Router
+	slots   chan struct{}
+	metrics *selfMetrics
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -136,23 +142,28 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, slots: make(chan struct{}, cfg.MaxConcurrent)}
+	m, err := newSelfMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, log: cfg.Log, slots: make(chan struct{}, cfg.MaxConcurrent), metrics: m}
 	r := chi.NewRouter()
-	r.Use(h.requireUser, getOnly)
+	// Large JSON and CSV answers shrink about tenfold with gzip (curl --compressed).
+	r.Use(h.requireUser, getOnly, middleware.Compress(5, "application/json", "text/csv"))
 	r.Route("/history/v1", func(r chi.Router) {
 		r.Get("/", h.index)
 		r.Get("/openapi.json", serveOpenAPI)
-		r.Get("/cluster", h.query(h.cluster))
-		r.Get("/nodes", h.query(h.nodes))
-		r.Get("/nodes/{node}", h.query(h.node))
-		r.Get("/namespaces", h.query(h.namespaces))
-		r.Get("/namespaces/{namespace}", h.query(h.namespace))
-		r.Get("/namespaces/{namespace}/pods", h.query(h.pods))
-		r.Get("/namespaces/{namespace}/pods/{pod}", h.query(h.podByName))
-		r.Get("/namespaces/{namespace}/pods/{pod}/containers", h.query(h.containersByName))
-		r.Get("/namespaces/{namespace}/{workloads}/{name}", h.query(h.workload))
-		r.Get("/pods/{uid}", h.query(h.podByUID))
-		r.Get("/pods/{uid}/containers", h.query(h.containersByUID))
+		r.Get("/cluster", h.query("cluster", h.cluster))
+		r.Get("/nodes", h.query("nodes", h.nodes))
+		r.Get("/nodes/{node}", h.query("node", h.node))
+		r.Get("/namespaces", h.query("namespaces", h.namespaces))
+		r.Get("/namespaces/{namespace}", h.query("namespace", h.namespace))
+		r.Get("/namespaces/{namespace}/pods", h.query("pods", h.pods))
+		r.Get("/namespaces/{namespace}/pods/{pod}", h.query("pod", h.podByName))
+		r.Get("/namespaces/{namespace}/pods/{pod}/containers", h.query("containers", h.containersByName))
+		r.Get("/namespaces/{namespace}/{workloads}/{name}", h.query("workload", h.workload))
+		r.Get("/pods/{uid}", h.query("podByUID", h.podByUID))
+		r.Get("/pods/{uid}/containers", h.query("containersByUID", h.containersByUID))
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, h.log, r, notFound("no history endpoint at %s; GET %s lists them", r.URL.Path, Prefix))
@@ -194,8 +205,11 @@ func getOnly(next http.Handler) http.Handler {
 type endpoint func(ctx context.Context, r *http.Request, q *query) (*result, error)
 
 // query wraps an endpoint: parse, wait for a slot, compute within the timeout, encode.
-func (h *Handler) query(e endpoint) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) query(name string, e endpoint) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		w := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
+		start := time.Now()
+		defer func() { h.metrics.observe(name, w.code, time.Since(start)) }()
 		now := h.cfg.Now()
 		q, err := parseQuery(r.URL.Query(), r.Header.Get("Accept"), now, limits{resolution: h.cfg.Resolution, maxPoints: h.cfg.MaxPoints})
 		if err != nil {

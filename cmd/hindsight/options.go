@@ -18,6 +18,11 @@ import (
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
 
+// defaultPromMaxSamples bounds a PromQL query's samples in memory to about 160 MB, so that
+// four concurrent queries fit beside the TSDB in a pod of a few hundred MiB; Prometheus'
+// 50 million (800 MB) is sized for a dedicated server.
+const defaultPromMaxSamples = 10_000_000
+
 // options holds every flag. Flag names follow metrics-server v0.9.0 wherever it has one, so
 // Hindsight replaces it in place; the rest are Hindsight's own (storage, logging).
 type options struct {
@@ -45,6 +50,7 @@ type options struct {
 	historyMaxPoints    int
 	historyMaxSeries    int
 	historyQueryTimeout time.Duration
+	promMaxSamples      int
 
 	logLevel  string
 	logFormat string
@@ -66,6 +72,7 @@ func newOptions() *options {
 		historyMaxPoints:    httpapi.DefaultMaxPoints,
 		historyMaxSeries:    httpapi.DefaultMaxSeries,
 		historyQueryTimeout: httpapi.DefaultQueryTimeout,
+		promMaxSamples:      defaultPromMaxSamples,
 		logLevel:            "info",
 		logFormat:           "text",
 	}
@@ -99,6 +106,7 @@ func (o *options) flags() cliflag.NamedFlagSets {
 	fs.IntVar(&o.historyMaxPoints, "history-max-points", o.historyMaxPoints, "Most steps in one series of a /history/v1 range query; more is refused with 422, naming the smallest step that fits. (/prometheus/api/v1 keeps Prometheus' own limit, 11,000.)")
 	fs.IntVar(&o.historyMaxSeries, "history-max-series", o.historyMaxSeries, "Most series in one /history/v1 response; more is refused with 422.")
 	fs.DurationVar(&o.historyQueryTimeout, "history-query-timeout", o.historyQueryTimeout, "Longest time one /history/v1 or /prometheus/api/v1 query may take; a slower one is cancelled with 503.")
+	fs.IntVar(&o.promMaxSamples, "prometheus-max-samples", o.promMaxSamples, "Most samples one /prometheus/api/v1 query may hold in memory at once (about 16 bytes each); more fails the query with 422. Prometheus' own default is 50,000,000.")
 
 	fs = nfs.FlagSet("kubernetes client")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "The path to the kubeconfig used to connect to the Kubernetes API server and the Kubelets (defaults to in-cluster config)")
@@ -141,6 +149,9 @@ func (o *options) validate() error {
 	}
 	if o.historyMaxSeries < 1 {
 		errs = append(errs, fmt.Errorf("--history-max-series must be at least 1, got %d", o.historyMaxSeries))
+	}
+	if o.promMaxSamples < 1 {
+		errs = append(errs, fmt.Errorf("--prometheus-max-samples must be at least 1, got %d", o.promMaxSamples))
 	}
 	if o.historyQueryTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--history-query-timeout must be positive, got %s", o.historyQueryTimeout))

@@ -151,6 +151,7 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		MaxSeries:    o.historyMaxSeries,
 		QueryTimeout: o.historyQueryTimeout,
 		Log:          log.With("component", "history"),
+		Registerer:   reg,
 	})
 	if err != nil {
 		return fmt.Errorf("create history API: %w", err)
@@ -162,6 +163,7 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		Authorize:   httpapi.RequireNodeMetrics(apiCfg.Generic.Authorization.Authorizer),
 		Revision:    "hindsight " + version,
 		Timeout:     o.historyQueryTimeout,
+		MaxSamples:  o.promMaxSamples,
 		Unavailable: []error{tsdb.ErrClosed},
 		Registerer:  reg,
 	}, log.With("component", "promapi"))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/util/annotations"
@@ -93,7 +94,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) routes() *chi.Mux {
 	m := chi.NewRouter()
-	m.Use(h.recoverer, h.guard)
+	// Responses are gzipped for clients that accept it, as Prometheus does.
+	m.Use(h.recoverer, middleware.Compress(5, "application/json"), h.guard)
 	p := h.cfg.Prefix
 	for path, ep := range map[string]endpoint{
 		"/query":               h.query,
