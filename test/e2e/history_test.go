@@ -332,7 +332,11 @@ func TestHistory(t *testing.T) {
 				t.Errorf("viewer of hist: GET %s = %d %s, want %d", tc.path, code, body, tc.want)
 			}
 		}
-		code, body, err := get(ctx, viewer, h.Port, "/history/v1/namespaces?"+q.Encode())
+		code, body, err := get(ctx, viewer, h.Port, "/history/v1/openapi.json")
+		if err != nil || code != http.StatusOK || !strings.Contains(body, `"openapi": "3.0.3"`) && !strings.Contains(body, `"openapi":"3.0.3"`) {
+			t.Errorf("GET /history/v1/openapi.json = %d (%v), want 200 with an OpenAPI 3.0.3 document: %.200s", code, err, body)
+		}
+		code, body, err = get(ctx, viewer, h.Port, "/history/v1/namespaces?"+q.Encode())
 		if err != nil {
 			t.Fatal(err)
 		}
