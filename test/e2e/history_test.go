@@ -107,8 +107,8 @@ func TestHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Three phases of 90 s each; changes take effect at kwok's next evaluation.
-	const phaseLen = 90 * time.Second
+	// Three phases of two minutes each; changes take effect at kwok's next evaluation.
+	const phaseLen = 2 * time.Minute
 	var phases []phase
 	begin := func(cpu map[string]float64) {
 		now := time.Now()
@@ -143,7 +143,8 @@ func TestHistory(t *testing.T) {
 
 	start := phases[0].from.Add(-time.Minute).UTC().Format(time.RFC3339)
 	end := phases[len(phases)-1].to.UTC().Format(time.RFC3339)
-	q := url.Values{"start": {start}, "end": {end}, "step": {"10s"}, "resource": {"cpu"}}
+	// Steps of two scrapes: a scrape a few milliseconds late never leaves a step empty.
+	q := url.Values{"start": {start}, "end": {end}, "step": {"20s"}, "resource": {"cpu"}}
 	ask := func(t *testing.T, hc *http.Client, path string, q url.Values) historyResponse {
 		t.Helper()
 		code, body, err := get(ctx, hc, h.Port, path+"?"+q.Encode())
