@@ -24,7 +24,7 @@
 //	                      and start time while held, empty after Close
 //	<dir>/tsdb/           the Prometheus TSDB: wal/, chunks_head/, chunk_snapshot.* (written
 //	                      on Close), one directory per block, lock
-//	<dir>/catalog.db      reserved for the bbolt catalog of pods and nodes
+//	<dir>/catalog.db      the bbolt catalog of pods and nodes (package tsdb/catalog)
 //
 // A second Open of the same directory, in this process or another, fails at once with
 // ErrLocked; it never waits. The kernel drops the lock when its holder exits, however it
@@ -65,6 +65,16 @@
 //     resolutions old, so a restart serves at once.
 //   - A container with a rejected window (decreasing counter or start time) leaves its whole
 //     pod out rather than being left out of it.
+//
+// # History
+//
+// DB.Range reads past usage on a grid of steps, for the history API: a raw point per scrape
+// (memory as stored; CPU as the rate between two consecutive counter samples, none over a
+// reset or a gap of more than 2.5 resolutions), aggregated per step (time-weighted average
+// for CPU, min, max, percentiles, count) and summarized over the range, streamed one series
+// at a time. DB.Queryable gives the raw series to the PromQL engine. Close ends the queries
+// in progress at their next series (ErrClosed) and waits for them, so that no query reads a
+// closed TSDB and shutdown never waits for a long one.
 //
 // # Concurrency
 //
