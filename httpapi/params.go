@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"math/bits"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/hindsight-metrics/hindsight/tsdb"
@@ -282,118 +282,28 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 // maxDuration bounds durations, so that arithmetic on them cannot overflow.
 const maxDuration = 10 * 365 * 24 * time.Hour
 
-// parseDuration parses a Go duration with the units d (24h) and w (7d) added, such as
-// "7d", "1d12h" or "90s", or a plain number of seconds ("60", "0.5").
+// parseDuration parses a duration as Prometheus writes them (model.ParseDuration: "90s",
+// "15m", "1h30m", "7d", "2w"; the units ms, s, m, h, d, w, y, largest first), or a number
+// of seconds ("300", "0.5", kept to the millisecond), so that a step or a relative time
+// copied from a PromQL query or a Grafana panel means the same here.
 func parseDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, fmt.Errorf("empty duration")
-	}
-	if d, ok, isDecimal := decimalDuration(s, time.Second, maxDuration); isDecimal {
-		if !ok {
-			return 0, fmt.Errorf("%q seconds is not between 0 and 10 years", s)
-		}
-		return d, nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
 		if math.IsNaN(f) || f < 0 || f > maxDuration.Seconds() {
 			return 0, fmt.Errorf("%q seconds is not between 0 and 10 years", s)
 		}
-		return time.Duration(math.Round(f * float64(time.Second))), nil
+		return time.Duration(math.Round(f*1e3)) * time.Millisecond, nil
 	}
-	var total time.Duration
-	rest := s
-	for rest != "" {
-		// A number, then a unit.
-		i := 0
-		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
-			i++
-		}
-		j := i
-		for j < len(rest) && (rest[j] < '0' || rest[j] > '9') && rest[j] != '.' {
-			j++
-		}
-		if i == 0 || j == i {
-			return 0, fmt.Errorf("%q is not a duration such as 90s, 15m, 24h, 7d or 2w", s)
-		}
-		num, unit := rest[:i], rest[i:j]
-		rest = rest[j:]
-		var u time.Duration
-		switch unit {
-		case "ms":
-			u = time.Millisecond
-		case "s":
-			u = time.Second
-		case "m":
-			u = time.Minute
-		case "h":
-			u = time.Hour
-		case "d":
-			u = 24 * time.Hour
-		case "w":
-			u = 7 * 24 * time.Hour
-		default:
-			return 0, fmt.Errorf("%q: unknown unit %q (known: ms, s, m, h, d, w)", s, unit)
-		}
-		d, ok, isDecimal := decimalDuration(num, u, maxDuration-total)
-		if !isDecimal {
-			return 0, fmt.Errorf("%q is not a duration such as 90s, 15m, 24h, 7d or 2w", s)
-		}
-		if !ok {
-			return 0, fmt.Errorf("%q is longer than 10 years", s)
-		}
-		total += d
+	d, err := model.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 90s, 15m, 1h30m, 7d or 2w, nor a number of seconds", s)
 	}
-	return total, nil
-}
-
-// pow10 holds the powers of ten that fit an uint64 with room: 10^0 … 10^18.
-var pow10 = func() (p [19]uint64) {
-	p[0] = 1
-	for i := 1; i < len(p); i++ {
-		p[i] = p[i-1] * 10
+	if time.Duration(d) > maxDuration {
+		return 0, fmt.Errorf("%q is longer than 10 years", s)
 	}
-	return p
-}()
-
-// decimalDuration returns num × unit, exactly to the nanosecond (truncating what is
-// finer), for num of decimal digits with at most one point ("90", "1.5", ".25"): float
-// arithmetic would make 0.29h 17m23.999999999s rather than 17m24s. isDecimal is false
-// when num is of another form; ok is false when the duration exceeds limit.
-func decimalDuration(num string, unit, limit time.Duration) (d time.Duration, ok, isDecimal bool) {
-	whole, frac, _ := strings.Cut(num, ".")
-	if whole == "" && frac == "" {
-		return 0, false, false
-	}
-	for _, part := range []string{whole, frac} {
-		for i := 0; i < len(part); i++ {
-			if part[i] < '0' || part[i] > '9' {
-				return 0, false, false
-			}
-		}
-	}
-	whole = strings.TrimLeft(whole, "0")
-	for i := 0; i < len(whole); i++ {
-		if d > (limit-time.Duration(whole[i]-'0'))/10 {
-			return 0, false, true
-		}
-		d = d*10 + time.Duration(whole[i]-'0')
-	}
-	if d > limit/unit {
-		return 0, false, true
-	}
-	d *= unit
-	// The fraction's first 18 digits F with k digits: F × unit / 10^k, in 128 bits.
-	frac = strings.TrimRight(frac[:min(len(frac), len(pow10)-1)], "0")
-	var f uint64
-	for i := 0; i < len(frac); i++ {
-		f = f*10 + uint64(frac[i]-'0')
-	}
-	hi, lo := bits.Mul64(f, uint64(unit))
-	q, _ := bits.Div64(hi, lo, pow10[len(frac)]) // q < unit: f < 10^k
-	if time.Duration(q) > limit-d {
-		return 0, false, true
-	}
-	return d + time.Duration(q), true, true
+	return time.Duration(d), nil
 }
 
 // defaultStep returns the smallest nice step of at least the resolution that keeps a
