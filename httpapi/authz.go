@@ -39,7 +39,7 @@ func RequireNodeMetrics(a Authorizer) func(r *http.Request) error {
 func authorizeMetrics(ctx context.Context, a Authorizer, resource, namespace string) error {
 	u, ok := request.UserFrom(ctx)
 	if !ok {
-		return &apiError{status: http.StatusUnauthorized, reason: "Unauthorized", msg: "authentication required"}
+		return errUnauthenticated
 	}
 	attrs := authorizer.AttributesRecord{
 		User:            u,

@@ -163,20 +163,19 @@ func (h *Handler) namespaces(ctx context.Context, _ *http.Request, q *query) (*r
 	}
 	// Only the namespaces the user may read, so that nobody learns of another's.
 	var allowed []string
-	var denied error
+	denied := false
 	for _, ns := range all {
 		err := h.authorize(ctx, resourcePods, ns)
-		var ae *apiError
 		switch {
 		case err == nil:
 			allowed = append(allowed, ns)
-		case errors.As(err, &ae) && ae.status == http.StatusForbidden:
-			denied = err
+		case isForbidden(err):
+			denied = true
 		default:
 			return nil, err
 		}
 	}
-	if len(allowed) == 0 && denied != nil {
+	if len(allowed) == 0 && denied {
 		return nil, forbidden("no namespace's history is visible: that takes get pods.metrics.k8s.io in a namespace")
 	}
 	if len(allowed) > h.cfg.MaxSeries {
@@ -188,7 +187,7 @@ func (h *Handler) namespaces(ctx context.Context, _ *http.Request, q *query) (*r
 	res := &result{}
 	byNS := make(map[string]*seriesResult, len(allowed))
 	for _, ns := range allowed {
-		s, err := h.namespaceTotal(q, ns, nil)
+		s, err := h.namespaceTotal(q, ns)
 		if err != nil {
 			return nil, err
 		}
@@ -213,15 +212,10 @@ func (h *Handler) namespaces(ctx context.Context, _ *http.Request, q *query) (*r
 
 // namespaceTotal returns the empty total of a namespace's pods (those matching sel, when
 // not nil) with their requests and limits; the caller adds usage.
-func (h *Handler) namespaceTotal(q *query, ns string, sel labels.Selector) (*seriesResult, error) {
-	match := func(map[string]string) bool { return true }
-	if sel != nil {
-		match = func(l map[string]string) bool { return sel.Matches(labels.Set(l)) }
-	}
-	from, to := q.window()
-	recs, err := h.cfg.Catalog.PodsMatching(ns, match, from, to)
+func (h *Handler) namespaceTotal(q *query, ns string) (*seriesResult, error) {
+	recs, err := h.matchingPods(q, ns, nil)
 	if err != nil {
-		return nil, fmt.Errorf("list pods of %s: %w", ns, err)
+		return nil, err
 	}
 	s := newSeries(q, objectInfo{Kind: "Namespace", Name: ns}, true)
 	for i := range recs {
@@ -249,7 +243,7 @@ func (h *Handler) namespace(ctx context.Context, r *http.Request, q *query) (*re
 		s := newSeries(q, objectInfo{Kind: "Namespace", Name: ns}, true)
 		return h.podTotal(ctx, q, s, ns, recs)
 	}
-	s, err := h.namespaceTotal(q, ns, nil)
+	s, err := h.namespaceTotal(q, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +317,7 @@ func (h *Handler) podSeries(ctx context.Context, q *query, ns string, recs []cat
 			byUID[recs[i].UID] = s
 			res.series = append(res.series, s)
 		}
-		err := h.gather(ctx, q, podSelector(tsdb.ObjectPod, ns, recs), maxMembers, false, func(ri int, rs *tsdb.RangeSeries) {
+		err := h.gatherPods(ctx, q, tsdb.ObjectPod, ns, recs, false, func(ri int, rs *tsdb.RangeSeries) {
 			if s := byUID[rs.ID.UID]; s != nil {
 				s.add(ri, rs)
 			}
@@ -355,7 +349,7 @@ func (h *Handler) podSeries(ctx context.Context, q *query, ns string, recs []cat
 			return nil, err
 		}
 		var extra []*seriesResult
-		err := h.gather(ctx, q, podSelector(tsdb.ObjectContainer, ns, recs), maxMembers, false, func(ri int, rs *tsdb.RangeSeries) {
+		err := h.gatherPods(ctx, q, tsdb.ObjectContainer, ns, recs, false, func(ri int, rs *tsdb.RangeSeries) {
 			k := key{rs.ID.UID, rs.ID.Container}
 			s := byKey[k]
 			if s == nil && recOf[k.uid] != nil { // an init container, or one the catalog lacks
@@ -389,20 +383,20 @@ func (h *Handler) containerSeries(q *query, rec *catalog.PodRecord, container st
 	return s
 }
 
-// podSelector picks the series of the given pods of namespace ns: by UID when they are
-// few, else the whole namespace's (filtered by the caller).
-func podSelector(obj tsdb.Object, ns string, recs []catalog.PodRecord) tsdb.Selector {
-	sel := tsdb.Selector{Object: obj, Namespace: ns}
+// gatherPods is gather over the pod (or container) series of recs, pods of namespace ns:
+// selected by UID when they are few, else the whole namespace's, which add must filter.
+// Without a pod, nothing is read.
+func (h *Handler) gatherPods(ctx context.Context, q *query, obj tsdb.Object, ns string, recs []catalog.PodRecord, total bool, add func(ri int, rs *tsdb.RangeSeries)) error {
 	if len(recs) == 0 {
-		sel.UID = "\x00none" // no pod: match nothing, cheaply
-		return sel
+		return nil
 	}
+	sel := tsdb.Selector{Object: obj, Namespace: ns}
 	if len(recs) <= maxUIDMatch {
 		for _, r := range recs {
 			sel.UIDs = append(sel.UIDs, r.UID)
 		}
 	}
-	return sel
+	return h.gather(ctx, q, sel, maxMembers, total, add)
 }
 
 // podTotal sums the usage, requests and limits of recs into s.
@@ -412,7 +406,7 @@ func (h *Handler) podTotal(ctx context.Context, q *query, s *seriesResult, ns st
 		uids[recs[i].UID] = true
 		addPodLines(q, s, &recs[i], "")
 	}
-	err := h.gather(ctx, q, podSelector(tsdb.ObjectPod, ns, recs), maxMembers, true, func(ri int, rs *tsdb.RangeSeries) {
+	err := h.gatherPods(ctx, q, tsdb.ObjectPod, ns, recs, true, func(ri int, rs *tsdb.RangeSeries) {
 		if uids[rs.ID.UID] {
 			s.add(ri, rs)
 		}
@@ -494,8 +488,7 @@ func (h *Handler) podOfUID(ctx context.Context, r *http.Request, q *query) (cata
 		return catalog.PodRecord{}, fmt.Errorf("look up pod %s: %w", uid, err)
 	}
 	if err := h.authorize(ctx, resourcePods, rec.Namespace); err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) && ae.status == http.StatusForbidden {
+		if isForbidden(err) {
 			return catalog.PodRecord{}, unknown
 		}
 		return catalog.PodRecord{}, err

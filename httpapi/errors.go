@@ -49,6 +49,15 @@ func forbidden(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusForbidden, reason: "Forbidden", msg: fmt.Sprintf(format, args...)}
 }
 
+// isForbidden reports whether err is a 403 of authorize.
+func isForbidden(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.status == http.StatusForbidden
+}
+
+// errUnauthenticated answers a request without a user.
+var errUnauthenticated = &apiError{status: http.StatusUnauthorized, reason: "Unauthorized", msg: "authentication required"}
+
 // toAPIError translates an error to its response; errors of ours keep their status.
 func toAPIError(err error) *apiError {
 	var ae *apiError

@@ -224,22 +224,17 @@ func (s Summary) Get(a Agg) float64 {
 // place.
 func Summarize(values []float64) Summary {
 	values = slices.DeleteFunc(values, math.IsNaN)
+	if len(values) == 0 {
+		return emptySummary()
+	}
 	sum := 0.0
 	for _, v := range values {
 		sum += v
 	}
-	return summarize(values, sum, float64(len(values)))
-}
-
-// summarize aggregates values (sorted in place) whose average is sum/weight.
-func summarize(values []float64, sum, weight float64) Summary {
-	if len(values) == 0 {
-		return emptySummary()
-	}
 	slices.Sort(values)
 	return Summary{
 		Count: len(values),
-		Avg:   sum / weight,
+		Avg:   sum / float64(len(values)),
 		Min:   values[0],
 		Max:   values[len(values)-1],
 		P50:   quantileSorted(values, 0.50),
