@@ -14,7 +14,7 @@ import (
 	promtsdb "github.com/prometheus/prometheus/tsdb"
 )
 
-// ErrClosed is returned by Write after Close.
+// ErrClosed is returned by Write after Close, and by history queries once Close has begun.
 var ErrClosed = errors.New("tsdb: closed")
 
 // errNoMetrics is metrics-server's metric-storage-ready failure.
@@ -35,7 +35,8 @@ type DB struct {
 	now func() time.Time
 	// health is the outcome of the last commit (StorageHealth).
 	health storageHealth
-	// queries are the open history queriers; Close ends them before it closes the TSDB.
+	// queries counts the open history queriers and cancels them; Close ends and waits for
+	// them before it closes the TSDB.
 	queries *queryGate
 
 	// writeMu serializes Write and Close; it guards app and closed.
@@ -182,9 +183,11 @@ func (db *DB) Ready() error {
 }
 
 // Close flushes the TSDB (with a snapshot of its head, for a fast restart), closes it and
-// releases the lock on the directory. History queries in progress end with ErrClosed at
-// their next series; Close waits for them before it closes the TSDB. It waits for a Write in progress; Write fails after
-// Close, and the current window is still served from memory. Closing twice is a no-op.
+// releases the lock on the directory. History queries in progress (Range, and PromQL over
+// Queryable) end with ErrClosed within checkEvery samples, even while they iterate one
+// series; Close waits until their queriers are closed before it closes the TSDB. It waits
+// for a Write in progress; Write fails after Close, and the current window is still served
+// from memory. Closing twice is a no-op.
 func (db *DB) Close() error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
@@ -192,7 +195,7 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
-	db.queries.shut()
+	db.queries.close()
 	var errs []error
 	if err := db.tsdb.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", db.cfg.tsdbDir(), err))

@@ -3,9 +3,11 @@ package tsdb
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/util/annotations"
 )
 
@@ -14,56 +16,64 @@ import (
 // History queries (Range and the Queryable that the PromQL engine reads) may still be
 // running when the process shuts down: the API server drains requests for up to a minute,
 // while the storage closes at most 20s after the shutdown began. Close therefore ends
-// them: it marks the DB closing, which makes every open querier's series sets stop with
-// ErrClosed at their next series, and then waits until the open queriers are closed (one
-// series' samples at most) before it closes the TSDB. A querier is never used on a closed
-// TSDB, and a query started after Close fails with ErrClosed.
+// them. It cancels the DB's query context, which every querier's Select passes to the
+// TSDB along with the caller's, and sets a flag that the series sets check at every
+// series and the sample iterators every checkEvery samples (Next): PromQL expands all series
+// before it reads a sample, so the series alone would not stop it. Close then waits until
+// the open queriers are closed, and only then closes the TSDB, so no TSDB read happens on
+// a closed TSDB. A querier opened after Close has begun fails with ErrClosed at once.
+
+// checkEvery is how many samples an iterator reads between two looks at the closing
+// flag: a countdown per sample, an atomic load per checkEvery samples (some microseconds
+// of decoding, so a query ends within microseconds of Close).
+const checkEvery = 1024
 
 // queryGate counts open queriers and tells them when the DB closes.
 type queryGate struct {
-	mu      sync.RWMutex // read-held by every open querier; Close takes it for writing
-	closing chan struct{}
-	once    sync.Once
+	// ctx is the DB's query context, canceled with cause ErrClosed when Close begins.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// closing is set when Close begins; what queriers hand out reads it.
+	closing atomic.Bool
+	// mu guards shut and the Add of open, so that no querier is counted once Close waits.
+	mu   sync.Mutex
+	shut bool
+	open sync.WaitGroup
+	// checkHook, when set (by tests only, before any query), runs at every look at the
+	// closing flag by an iterator.
+	checkHook func()
 }
 
-func newQueryGate() *queryGate { return &queryGate{closing: make(chan struct{})} }
+func newQueryGate() *queryGate {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &queryGate{ctx: ctx, cancel: cancel}
+}
 
-// enter returns a release function, or ErrClosed once shut has begun.
+// enter counts a querier in and returns its release function, or ErrClosed once Close
+// has begun. It never waits for Close.
 func (g *queryGate) enter() (release func(), err error) {
-	select {
-	case <-g.closing:
-		return nil, ErrClosed
-	default:
-	}
-	g.mu.RLock()
-	select {
-	case <-g.closing:
-		g.mu.RUnlock()
-		return nil, ErrClosed
-	default:
-	}
-	return sync.OnceFunc(g.mu.RUnlock), nil
-}
-
-// shut stops open queries at their next series and waits until their queriers are closed.
-func (g *queryGate) shut() {
-	g.once.Do(func() { close(g.closing) })
 	g.mu.Lock()
-	g.mu.Unlock() //nolint:staticcheck // an empty critical section: waiting for readers is the point
+	defer g.mu.Unlock()
+	if g.shut {
+		return nil, ErrClosed
+	}
+	g.open.Add(1)
+	return sync.OnceFunc(g.open.Done), nil
 }
 
-func (g *queryGate) closed() bool {
-	select {
-	case <-g.closing:
-		return true
-	default:
-		return false
-	}
+// close ends the open queries and waits until their queriers are closed.
+func (g *queryGate) close() {
+	g.mu.Lock()
+	g.shut = true
+	g.mu.Unlock()
+	g.closing.Store(true)
+	g.cancel(ErrClosed)
+	g.open.Wait()
 }
 
 // Queryable returns the TSDB's raw series as a storage.Queryable, for the PromQL engine.
-// Its queriers fail with ErrClosed after Close has begun, and Close waits until the open
-// ones are closed.
+// Its queriers fail with ErrClosed after Close has begun, the series sets and sample
+// iterators of the open ones end with ErrClosed, and Close waits until they are closed.
 func (db *DB) Queryable() storage.Queryable { return gatedQueryable{db} }
 
 type gatedQueryable struct{ db *DB }
@@ -89,28 +99,51 @@ type gatedQuerier struct {
 	storage.Querier
 	gate    *queryGate
 	release func()
+
+	mu    sync.Mutex // guards stops
+	stops []func()   // unlink each Select's context from the DB's, at Close
+}
+
+// selectContext returns ctx, also canceled with ErrClosed when the DB closes.
+func (q *gatedQuerier) selectContext(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(q.gate.ctx, func() { cancel(ErrClosed) })
+	q.mu.Lock()
+	q.stops = append(q.stops, func() { stop(); cancel(nil) })
+	q.mu.Unlock()
+	return ctx
 }
 
 func (q *gatedQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
-	return &gatedSeriesSet{SeriesSet: q.Querier.Select(ctx, sortSeries, hints, ms...), gate: q.gate}
+	if q.gate.closing.Load() {
+		return storage.ErrSeriesSet(ErrClosed)
+	}
+	set := q.Querier.Select(q.selectContext(ctx), sortSeries, hints, ms...)
+	return &gatedSeriesSet{SeriesSet: set, gate: q.gate}
 }
 
 func (q *gatedQuerier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	if q.gate.closed() {
+	if q.gate.closing.Load() {
 		return nil, nil, ErrClosed
 	}
-	return q.Querier.LabelValues(ctx, name, hints, ms...)
+	return q.Querier.LabelValues(q.selectContext(ctx), name, hints, ms...)
 }
 
 func (q *gatedQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	if q.gate.closed() {
+	if q.gate.closing.Load() {
 		return nil, nil, ErrClosed
 	}
-	return q.Querier.LabelNames(ctx, hints, ms...)
+	return q.Querier.LabelNames(q.selectContext(ctx), hints, ms...)
 }
 
 func (q *gatedQuerier) Close() error {
 	err := q.Querier.Close()
+	q.mu.Lock()
+	for _, stop := range q.stops {
+		stop()
+	}
+	q.stops = nil
+	q.mu.Unlock()
 	q.release()
 	return err
 }
@@ -122,11 +155,15 @@ type gatedSeriesSet struct {
 }
 
 func (s *gatedSeriesSet) Next() bool {
-	if s.gate.closed() {
+	if s.gate.closing.Load() {
 		s.closed = true
 		return false
 	}
 	return s.SeriesSet.Next()
+}
+
+func (s *gatedSeriesSet) At() storage.Series {
+	return &gatedSeries{Series: s.SeriesSet.At(), gate: s.gate}
 }
 
 func (s *gatedSeriesSet) Err() error {
@@ -134,4 +171,62 @@ func (s *gatedSeriesSet) Err() error {
 		return ErrClosed
 	}
 	return s.SeriesSet.Err()
+}
+
+type gatedSeries struct {
+	storage.Series
+	gate *queryGate
+}
+
+// Iterator returns the series' samples, ending with ErrClosed once the DB closes. It
+// reuses it, and the iterator it wraps, when it is one of ours.
+func (s *gatedSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	g, ok := it.(*gatedIterator)
+	if !ok {
+		g = &gatedIterator{gate: s.gate}
+	}
+	g.Iterator = s.Series.Iterator(g.Iterator)
+	g.left, g.err = checkEvery, nil
+	return g
+}
+
+// gatedIterator ends with ErrClosed at its first look at the closing flag after Close
+// has begun. It looks in Next only: go vet wants io.Seeker's signature of any method named
+// Seek, so Seek is the wrapped iterator's. That leaves little unchecked: Range only calls
+// Next, and PromQL follows every Seek with Nexts, over the range of a range selector or
+// until the step's time for an instant selector (the lookback window), so a Seek skips at
+// most a few times the samples that the Nexts after it count.
+type gatedIterator struct {
+	chunkenc.Iterator
+	gate *queryGate
+	left int   // samples until the next look
+	err  error // ErrClosed once seen
+}
+
+func (it *gatedIterator) Next() chunkenc.ValueType {
+	if it.left--; it.left <= 0 && it.stopped() {
+		return chunkenc.ValNone
+	}
+	return it.Iterator.Next()
+}
+
+// stopped looks at the closing flag. Once it is set, left stays at zero, so that every
+// later call looks again and ends too.
+func (it *gatedIterator) stopped() bool {
+	if it.gate.checkHook != nil {
+		it.gate.checkHook()
+	}
+	if it.gate.closing.Load() {
+		it.left, it.err = 0, ErrClosed
+		return true
+	}
+	it.left = checkEvery
+	return false
+}
+
+func (it *gatedIterator) Err() error {
+	if it.err != nil {
+		return it.err
+	}
+	return it.Iterator.Err()
 }

@@ -266,7 +266,7 @@ func TestRangeEndsOnClose(t *testing.T) {
 	err := db.Range(context.Background(), Selector{Object: ObjectNode}, q, func(*RangeSeries) error {
 		seen++
 		go func() { closed <- db.Close() }()
-		<-db.queries.closing // Close has begun and waits for this query
+		<-db.queries.ctx.Done() // Close has begun and waits for this query
 		return nil
 	})
 	if !errors.Is(err, ErrClosed) || seen != 1 {
