@@ -3,21 +3,20 @@ package scraper
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/transport"
 
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
@@ -32,10 +31,6 @@ const (
 	defaultKubeletPort    = 10250
 	defaultKubeletTimeout = 10 * time.Second
 	defaultMaxBodyBytes   = 16 << 20
-	// credentialRefresh is how often a token file or client key pair is re-read, so that a
-	// rotated projected service-account token or certificate is picked up (client-go re-reads
-	// token files every minute too).
-	credentialRefresh = time.Minute
 	// acceptHeader asks for the classic text format, the one kubelets have always served.
 	acceptHeader = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 )
@@ -58,18 +53,23 @@ type KubeletConfig struct {
 	// DefaultAddressTypes.
 	PreferredAddressTypes []corev1.NodeAddressType
 	// InsecureTLS skips verification of the kubelet's serving certificate
-	// (--kubelet-insecure-tls). For tests only; the caller should warn when it is set.
+	// (--kubelet-insecure-tls). For tests only; the caller should warn when it is set. The
+	// bearer token (BearerToken, TokenFile) is then not sent: an unverified peer could be
+	// anyone, and could replay it.
 	InsecureTLS bool
 	// CAFile is a PEM bundle that verifies kubelet serving certificates
 	// (--kubelet-certificate-authority). Empty means the system roots.
 	CAFile string
 	// ClientCertFile and ClientKeyFile are a PEM client key pair presented to kubelets
-	// (--kubelet-client-certificate, --kubelet-client-key). Both or neither. Re-read every minute.
+	// (--kubelet-client-certificate, --kubelet-client-key). Both or neither. client-go's
+	// transport re-reads them (at most once a second) at every TLS handshake, so a rotated
+	// pair is used from the next new connection.
 	ClientCertFile, ClientKeyFile string
 	// BearerToken is sent as "Authorization: Bearer"; empty sends none unless TokenFile is set.
 	BearerToken string
-	// TokenFile holds a bearer token that is re-read every minute (a projected service-account
-	// token rotates). Mutually exclusive with BearerToken.
+	// TokenFile holds a bearer token that client-go's cached file token source re-reads every
+	// minute (a projected service-account token rotates); when a re-read fails, the last token
+	// read is sent. Mutually exclusive with BearerToken.
 	TokenFile string
 	// Timeout bounds one request, body included (--kubelet-request-timeout). Zero means 10s.
 	Timeout time.Duration
@@ -142,66 +142,52 @@ var errDecode = errors.New("decode")
 // KubeletClient fetches /metrics/resource from kubelets over one shared, verified-by-default
 // HTTPS transport. It is safe for concurrent use.
 type KubeletClient struct {
-	cfg    KubeletConfig
-	client *http.Client
-	token  func() (string, error)
+	cfg       KubeletConfig
+	client    *http.Client
+	transport *http.Transport // under client's credential wrappers, which hide its CloseIdleConnections
 }
 
 var _ Fetcher = (*KubeletClient)(nil)
 
 // NewKubeletClient validates cfg, loads its CA and credentials, and builds the transport.
-func NewKubeletClient(cfg KubeletConfig) (*KubeletClient, error) {
+// The TLS configuration and the credential reloading are client-go's (transport.Config):
+// the client key pair is re-read at every handshake (at most once a second), the token
+// file every minute. With InsecureTLS, no bearer token is sent, and log warns once.
+func NewKubeletClient(cfg KubeletConfig, log *slog.Logger) (*KubeletClient, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureTLS} //nolint:gosec // opt-in, tests only
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read kubelet CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("read kubelet CA %s: no PEM certificate found", cfg.CAFile)
-		}
-		tlsCfg.RootCAs = pool
-	}
-	if cfg.ClientCertFile != "" {
-		kp := &reloading[*tls.Certificate]{load: func() (*tls.Certificate, error) {
-			c, err := tls.LoadX509KeyPair(cfg.ClientCertFile, cfg.ClientKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("load kubelet client key pair: %w", err)
-			}
-			return &c, nil
-		}}
-		if _, err := kp.get(); err != nil {
-			return nil, err
-		}
-		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 
-	kc := &KubeletClient{cfg: cfg}
-	switch {
-	case cfg.TokenFile != "":
-		tf := &reloading[string]{load: func() (string, error) {
-			b, err := os.ReadFile(cfg.TokenFile)
-			if err != nil {
-				return "", fmt.Errorf("read kubelet token file: %w", err)
-			}
-			tok := strings.TrimSpace(string(b))
-			if tok == "" {
-				return "", fmt.Errorf("kubelet token file %s is empty", cfg.TokenFile)
-			}
-			return tok, nil
-		}}
-		if _, err := tf.get(); err != nil {
-			return nil, err
+	tc := &transport.Config{
+		TLS: transport.TLSConfig{
+			Insecure: cfg.InsecureTLS,
+			CAFile:   cfg.CAFile,
+			CertFile: cfg.ClientCertFile,
+			KeyFile:  cfg.ClientKeyFile,
+		},
+		BearerToken:     cfg.BearerToken,
+		BearerTokenFile: cfg.TokenFile,
+	}
+	if cfg.InsecureTLS && tc.HasTokenAuth() {
+		log.Warn("kubelet serving certificates are not verified (--kubelet-insecure-tls): the bearer token is not sent to kubelets")
+		tc.BearerToken, tc.BearerTokenFile = "", ""
+	}
+	tlsCfg, err := transport.TLSConfigFor(tc)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet TLS: %w", err)
+	}
+	if tlsCfg == nil { // no CA, no key pair: the system roots verify kubelets
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if tc.HasCertAuth() {
+		// client-go loads the pair at the first handshake; fail here instead, with its error.
+		if _, err := tlsCfg.GetClientCertificate(nil); err != nil {
+			return nil, fmt.Errorf("load kubelet client key pair: %w", err)
 		}
-		kc.token = tf.get
-	case cfg.BearerToken != "":
-		kc.token = func() (string, error) { return cfg.BearerToken, nil }
 	}
 
 	tr := &http.Transport{
@@ -217,16 +203,24 @@ func NewKubeletClient(cfg KubeletConfig) (*KubeletClient, error) {
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	kc.client = &http.Client{
-		Transport: tr,
-		// A kubelet never redirects; following one could send the token elsewhere.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	// The bearer token, re-read from TokenFile by client-go's cached file token source.
+	rt, err := transport.HTTPWrappersForConfig(tc, tr)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet token file: %w", err)
 	}
-	return kc, nil
+	return &KubeletClient{
+		cfg: cfg,
+		client: &http.Client{
+			Transport: rt,
+			// A kubelet never redirects; following one could send the token elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		transport: tr,
+	}, nil
 }
 
 // Close releases idle connections. The client stays usable.
-func (kc *KubeletClient) Close() { kc.client.CloseIdleConnections() }
+func (kc *KubeletClient) Close() { kc.transport.CloseIdleConnections() }
 
 // URL returns where node's resource metrics are fetched from:
 // https://<first preferred address>:<port><path>, the path taken from the node's
@@ -280,13 +274,6 @@ func (kc *KubeletClient) Fetch(ctx context.Context, node *corev1.Node) (tsdb.Nod
 	}
 	req.Header.Set("Accept", acceptHeader)
 	req.Header.Set("User-Agent", "hindsight")
-	if kc.token != nil {
-		tok, err := kc.token()
-		if err != nil {
-			return tsdb.NodeScrape{}, err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
 
 	scrapeTime := time.Now()
 	resp, err := kc.client.Do(req)
@@ -313,33 +300,4 @@ func (kc *KubeletClient) Fetch(ctx context.Context, node *corev1.Node) (tsdb.Nod
 	}
 	ns.Node = node.Name
 	return ns, nil
-}
-
-// reloading caches a value loaded from files and reloads it at most every credentialRefresh.
-// When a reload fails after a success, the last good value is kept: a rotation that is
-// half-written must not break scraping.
-type reloading[T any] struct {
-	load func() (T, error)
-
-	mu       sync.Mutex // guards the fields below
-	val      T
-	ok       bool
-	loadedAt time.Time
-}
-
-func (r *reloading[T]) get() (T, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ok && time.Since(r.loadedAt) < credentialRefresh {
-		return r.val, nil
-	}
-	v, err := r.load()
-	if err != nil {
-		if r.ok {
-			return r.val, nil
-		}
-		return v, err
-	}
-	r.val, r.ok, r.loadedAt = v, true, time.Now()
-	return v, nil
 }

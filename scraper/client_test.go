@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -83,7 +85,7 @@ func newTestClient(t testing.TB, cfg KubeletConfig) *KubeletClient {
 		cfg.PreferredAddressTypes = []corev1.NodeAddressType{corev1.NodeInternalIP}
 	}
 	cfg.UseNodeStatusPort = true
-	kc, err := NewKubeletClient(cfg)
+	kc, err := NewKubeletClient(cfg, slogt(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +234,7 @@ func TestKubeletURL(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			kc, err := NewKubeletClient(tc.cfg)
+			kc, err := NewKubeletClient(tc.cfg, slogt(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -417,16 +419,17 @@ func TestNewKubeletClientErrors(t *testing.T) {
 		wantErr string
 	}{
 		{name: "invalid", cfg: KubeletConfig{Port: -1}, wantErr: "out of range"},
-		{name: "missing CA", cfg: KubeletConfig{CAFile: filepath.Join(dir, "nope")}, wantErr: "read kubelet CA"},
-		{name: "CA without certificates", cfg: KubeletConfig{CAFile: notPEM}, wantErr: "no PEM certificate"},
+		{name: "missing CA", cfg: KubeletConfig{CAFile: filepath.Join(dir, "nope")}, wantErr: "kubelet TLS: open " + filepath.Join(dir, "nope")},
+		{name: "CA without certificates", cfg: KubeletConfig{CAFile: notPEM}, wantErr: "kubelet TLS: unable to load root certificates"},
 		{name: "bad key pair", cfg: KubeletConfig{ClientCertFile: notPEM, ClientKeyFile: notPEM}, wantErr: "client key pair"},
-		{name: "missing token file", cfg: KubeletConfig{TokenFile: filepath.Join(dir, "nope")}, wantErr: "token file"},
-		{name: "empty token file", cfg: KubeletConfig{TokenFile: empty}, wantErr: "is empty"},
+		{name: "missing key", cfg: KubeletConfig{ClientCertFile: notPEM, ClientKeyFile: filepath.Join(dir, "nope")}, wantErr: "nope: no such file"},
+		{name: "missing token file", cfg: KubeletConfig{TokenFile: filepath.Join(dir, "nope")}, wantErr: "kubelet token file: failed to read token file"},
+		{name: "empty token file", cfg: KubeletConfig{TokenFile: empty}, wantErr: "read empty token"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			kc, err := NewKubeletClient(tc.cfg)
+			kc, err := NewKubeletClient(tc.cfg, slogt(t))
 			if err == nil {
 				kc.Close()
 				t.Fatal("NewKubeletClient() succeeded")
@@ -547,38 +550,201 @@ func TestFetchErrors(t *testing.T) {
 	})
 }
 
-func TestReloadingKeepsLastGoodValue(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		calls, fail := 0, false
-		r := &reloading[string]{load: func() (string, error) {
-			calls++
-			if fail {
-				return "", errors.New("half-written")
+// closingKubelet is a fake kubelet that closes every connection after its answer, so that
+// each Fetch makes a TLS handshake (client-go loads the client key pair at handshakes), and
+// that records the client certificate's common name and the Authorization header.
+type closingKubelet struct {
+	*fakeKubelet
+	mu         sync.Mutex // guards the fields below
+	cn, bearer string
+}
+
+func newClosingKubelet(t testing.TB, clientCA *x509.Certificate) *closingKubelet {
+	t.Helper()
+	k := &closingKubelet{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.mu.Lock()
+		k.cn, k.bearer = "", r.Header.Get("Authorization")
+		if len(r.TLS.PeerCertificates) > 0 {
+			k.cn = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		k.mu.Unlock()
+		w.Header().Set("Connection", "close")
+		_, _ = w.Write([]byte(kwokBody))
+	}))
+	if clientCA != nil {
+		pool := x509.NewCertPool()
+		pool.AddCert(clientCA)
+		srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	k.fakeKubelet = wrapFakeKubelet(t, srv)
+	return k
+}
+
+// last returns what the last request presented.
+func (k *closingKubelet) last() (cn, bearer string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cn, k.bearer
+}
+
+// writeKeyPair writes cert and key as PEM files.
+func writeKeyPair(t testing.TB, certFile, keyFile string, cert *x509.Certificate, key *ecdsa.PrivateKey) {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, certFile, "CERTIFICATE", cert.Raw)
+	writePEM(t, keyFile, "EC PRIVATE KEY", der)
+}
+
+// TestFetchReloadsCredentials checks that a client key pair and a token file rotated on
+// disk are used by a later Fetch of the same client, after client-go's reload periods (a
+// second for the key pair, a minute for the token), and that a broken key pair fails the
+// handshake with an error, until it is fixed. The clock is synctest's; the fake kubelets
+// run outside the bubble, on the real one.
+func TestFetchReloadsCredentials(t *testing.T) {
+	ca, caKey := genCert(t, "client-ca", true, nil, nil)
+	first, firstKey := genCert(t, "hindsight-1", false, ca, caKey)
+	second, secondKey := genCert(t, "hindsight-2", false, ca, caKey)
+	certKubelet, tokenKubelet := newClosingKubelet(t, ca), newClosingKubelet(t, nil)
+	dir := t.TempDir()
+	certFile, keyFile, tokenFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "token")
+
+	type step struct {
+		rotate func(t *testing.T) // before the fetch
+		wait   time.Duration      // after rotate
+		want   string             // the common name or token seen; empty: Fetch fails
+	}
+	writeToken := func(tok string) func(*testing.T) {
+		return func(t *testing.T) {
+			if err := os.WriteFile(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
+				t.Fatal(err)
 			}
-			return string(rune('a' + calls - 1)), nil
-		}}
-		get := func() string {
-			t.Helper()
-			v, err := r.get()
+		}
+	}
+	tests := []struct {
+		name  string
+		k     *closingKubelet
+		cfg   KubeletConfig
+		setup func(*testing.T)
+		seen  func(k *closingKubelet) string
+		steps []step
+	}{
+		{
+			name: "client key pair", k: certKubelet,
+			cfg:   KubeletConfig{ClientCertFile: certFile, ClientKeyFile: keyFile},
+			setup: func(t *testing.T) { writeKeyPair(t, certFile, keyFile, first, firstKey) },
+			seen:  func(k *closingKubelet) string { cn, _ := k.last(); return cn },
+			steps: []step{
+				{want: "hindsight-1"},
+				{rotate: func(t *testing.T) { writeKeyPair(t, certFile, keyFile, second, secondKey) }, want: "hindsight-1"}, // read a second ago
+				{wait: 2 * time.Second, want: "hindsight-2"},
+				{rotate: func(t *testing.T) { writePEM(t, certFile, "CERTIFICATE", []byte("garbage")) }, wait: 2 * time.Second},
+				{rotate: func(t *testing.T) { writeKeyPair(t, certFile, keyFile, first, firstKey) }, wait: 2 * time.Second, want: "hindsight-1"},
+			},
+		},
+		{
+			name: "token file", k: tokenKubelet,
+			cfg:   KubeletConfig{TokenFile: tokenFile},
+			setup: writeToken("token-1"),
+			seen:  func(k *closingKubelet) string { _, b := k.last(); return b },
+			steps: []step{
+				{want: "Bearer token-1"},
+				{rotate: writeToken("token-2"), wait: 30 * time.Second, want: "Bearer token-1"},
+				{wait: time.Minute, want: "Bearer token-2"},
+				// A failed re-read keeps the last token (client-go's cached file token source).
+				{rotate: func(t *testing.T) { _ = os.Remove(tokenFile) }, wait: time.Minute, want: "Bearer token-2"},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.CAFile = tc.k.caFile
+			tc.setup(t)
+			synctest.Test(t, func(t *testing.T) {
+				kc := newTestClient(t, tc.cfg)
+				for i, s := range tc.steps {
+					if s.rotate != nil {
+						s.rotate(t)
+					}
+					time.Sleep(s.wait)
+					_, err := kc.Fetch(t.Context(), kwokNode("n", tc.k.port, ""))
+					switch {
+					case s.want == "" && err == nil:
+						t.Fatalf("step %d: Fetch() with a broken key pair succeeded", i)
+					case s.want == "":
+						t.Logf("step %d: Fetch() with a broken key pair: %v", i, err)
+					case err != nil:
+						t.Fatalf("step %d: Fetch(): %v", i, err)
+					case tc.seen(tc.k) != s.want:
+						t.Errorf("step %d: kubelet saw %q, want %q", i, tc.seen(tc.k), s.want)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestFetchInsecureTLSWithholdsToken checks that the bearer token is sent only to kubelets
+// whose serving certificate is verified, and that leaving it out is warned about once.
+func TestFetchInsecureTLSWithholdsToken(t *testing.T) {
+	t.Parallel()
+	k := newClosingKubelet(t, nil)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		cfg        KubeletConfig
+		wantBearer string
+		wantWarn   int
+	}{
+		{name: "verified, token", cfg: KubeletConfig{CAFile: k.caFile, BearerToken: "s3cret"}, wantBearer: "Bearer s3cret"},
+		{name: "verified, token file", cfg: KubeletConfig{CAFile: k.caFile, TokenFile: tokenFile}, wantBearer: "Bearer from-file"},
+		{name: "insecure, token", cfg: KubeletConfig{InsecureTLS: true, BearerToken: "s3cret"}, wantWarn: 1},
+		{name: "insecure, token file", cfg: KubeletConfig{InsecureTLS: true, TokenFile: tokenFile}, wantWarn: 1},
+		{name: "insecure, no token", cfg: KubeletConfig{InsecureTLS: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Not parallel: k records the last request.
+			var warns atomic.Int32
+			log := slog.New(countWarnings{slogt(t).Handler(), &warns})
+			tc.cfg.PreferredAddressTypes, tc.cfg.UseNodeStatusPort = []corev1.NodeAddressType{corev1.NodeInternalIP}, true
+			kc, err := NewKubeletClient(tc.cfg, log)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return v
-		}
-		if v := get(); v != "a" {
-			t.Fatalf("first get = %q", v)
-		}
-		if v := get(); v != "a" || calls != 1 {
-			t.Fatalf("cached get = %q after %d loads", v, calls)
-		}
-		<-time.After(credentialRefresh)
-		if v := get(); v != "b" {
-			t.Fatalf("get after refresh = %q, want reloaded", v)
-		}
-		<-time.After(credentialRefresh)
-		fail = true
-		if v := get(); v != "b" {
-			t.Fatalf("get with a failing reload = %q, want the last good value", v)
-		}
-	})
+			t.Cleanup(kc.Close)
+			for range 2 {
+				if _, err := kc.Fetch(t.Context(), kwokNode("n", k.port, "")); err != nil {
+					t.Fatal(err)
+				}
+				if _, bearer := k.last(); bearer != tc.wantBearer {
+					t.Errorf("kubelet saw Authorization %q, want %q", bearer, tc.wantBearer)
+				}
+			}
+			if got := int(warns.Load()); got != tc.wantWarn {
+				t.Errorf("%d warnings, want %d", got, tc.wantWarn)
+			}
+		})
+	}
+}
+
+// countWarnings counts the records at Warn and above that pass through it.
+type countWarnings struct {
+	slog.Handler
+	n *atomic.Int32
+}
+
+func (h countWarnings) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
 }

@@ -99,7 +99,7 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 
 	kc := o.kubeletConfig()
 	kubeletCredentials(&kc, restConfig, log)
-	kubelets, err := scraper.NewKubeletClient(kc)
+	kubelets, err := scraper.NewKubeletClient(kc, log.With("component", "scraper"))
 	if err != nil {
 		return fmt.Errorf("kubelet client: %w", err)
 	}
