@@ -73,8 +73,8 @@
 // reset or a gap of more than 2.5 resolutions), aggregated per step (time-weighted average
 // for CPU, min, max, percentiles, count) and summarized over the range, streamed one series
 // at a time. DB.Queryable gives the raw series to the PromQL engine. Close ends the queries
-// in progress at their next series (ErrClosed) and waits for them, so that no query reads a
-// closed TSDB and shutdown never waits for a long one.
+// in progress (ErrClosed), at their next series or within 1024 samples of one, and waits for
+// their queriers, so that no query reads a closed TSDB and shutdown never waits for a long one.
 //
 // # Concurrency
 //

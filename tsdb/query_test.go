@@ -110,7 +110,11 @@ func TestCloseEndsQueries(t *testing.T) {
 			}
 			queried := make(chan error, 1)
 			go func() { queried <- tc.query(context.Background(), db) }()
-			<-iterating
+			select {
+			case <-iterating:
+			case err := <-queried:
+				t.Fatalf("the query ended (%v) without reading the samples through the closing check", err)
+			}
 
 			start := time.Now()
 			closed := make(chan error, 1)
