@@ -17,7 +17,6 @@ import (
 	"k8s.io/apiserver/pkg/server/healthz"
 	utilcompatibility "k8s.io/apiserver/pkg/util/compatibility"
 	corev1listers "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/metrics/pkg/apis/metrics"
 	metricsv1 "k8s.io/metrics/pkg/apis/metrics/v1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
@@ -48,10 +47,9 @@ type Config struct {
 	Source MetricsSource
 	// Nodes lists the nodes that may be served and provides their labels. Required.
 	Nodes corev1listers.NodeLister
-	// Pods lists the pods that may be served and provides their labels: a lister of a
-	// metadata-only informer (*metav1.PartialObjectMetadata) filtered on status.phase=Running,
-	// as metrics-server uses. Any lister whose objects have ObjectMeta works. Required.
-	Pods cache.GenericLister
+	// Pods lists the pods and provides their labels and phase: the process's one pod cache
+	// (every phase). Only Running pods are served, as metrics-server serves them. Required.
+	Pods corev1listers.PodLister
 	// NodeSelector limits the nodes served (metrics-server's -l/--node-selector). Nil serves
 	// every node the lister has.
 	NodeSelector labels.Selector

@@ -45,7 +45,7 @@ type fixture struct {
 	ts     time.Time // newest point; whole seconds, since JSON drops sub-second precision
 	source *fakeSource
 	nodes  corev1listers.NodeLister
-	pods   cache.GenericLister
+	pods   corev1listers.PodLister
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -62,16 +62,22 @@ func newFixture(t testing.TB) *fixture {
 		}
 	}
 	podIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	for _, p := range []struct{ ns, name, app string }{
-		{"ns2", "pod-d", "db"},
-		{"ns1", "pod-b", "web"},
-		{"ns2", "pod-c", "web"},
-		{"ns1", "pod-a", "db"},
-		{"ns1", "pod-e", "web"},
+	for _, p := range []struct {
+		ns, name, app string
+		phase         corev1.PodPhase
+	}{
+		{"ns2", "pod-d", "db", corev1.PodRunning},
+		{"ns1", "pod-b", "web", corev1.PodRunning},
+		{"ns2", "pod-c", "web", corev1.PodRunning},
+		{"ns1", "pod-a", "db", corev1.PodRunning},
+		{"ns1", "pod-e", "web", corev1.PodRunning},
+		// Not Running: never served, although the source has a window for each.
+		{"ns1", "pod-pending", "web", corev1.PodPending},
+		{"ns2", "pod-done", "db", corev1.PodSucceeded},
 	} {
-		obj := &metav1.PartialObjectMetadata{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		obj := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: p.name, Labels: map[string]string{"app": p.app}},
+			Status:     corev1.PodStatus{Phase: p.phase},
 		}
 		if err := podIdx.Add(obj); err != nil {
 			t.Fatal(err)
@@ -104,6 +110,12 @@ func newFixture(t testing.TB) *fixture {
 		{tsdb.PodRef{Namespace: "ns2", Name: "pod-c"}, []tsdb.ContainerUsage{
 			{Name: "app", Usage: usage(0, 15*time.Second, 250_000_000, 100<<20)},
 		}},
+		{tsdb.PodRef{Namespace: "ns1", Name: "pod-pending"}, []tsdb.ContainerUsage{
+			{Name: "app", Usage: usage(0, 15*time.Second, 7, 7)},
+		}},
+		{tsdb.PodRef{Namespace: "ns2", Name: "pod-done"}, []tsdb.ContainerUsage{
+			{Name: "app", Usage: usage(0, 15*time.Second, 7, 7)},
+		}},
 	} {
 		earliest := p.containers[0].Usage
 		for _, c := range p.containers {
@@ -117,6 +129,6 @@ func newFixture(t testing.TB) *fixture {
 		ts:     ts,
 		source: src,
 		nodes:  corev1listers.NewNodeLister(nodeIdx),
-		pods:   cache.NewGenericLister(podIdx, corev1.Resource("pods")),
+		pods:   corev1listers.NewPodLister(podIdx),
 	}
 }

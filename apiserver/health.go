@@ -3,6 +3,7 @@ package apiserver
 import (
 	"errors"
 	"net/http"
+	"path"
 
 	"k8s.io/apiserver/pkg/server/healthz"
 )
@@ -41,7 +42,8 @@ func InformerSyncCheck(nodesSynced, podsSynced func() bool) healthz.HealthChecke
 }
 
 // MetadataInformerSyncCheck returns the "metadata-informer-sync" check: it fails until the
-// metadata-only pod informer has synced (pass its HasSynced).
+// pod informer has synced (pass its HasSynced). metrics-server's name is kept for probes
+// and runbooks written for it, although Hindsight's one pod informer is not metadata-only.
 func MetadataInformerSyncCheck(synced func() bool) healthz.HealthChecker {
 	return healthz.NamedCheck(checkMetadataInformerSync, func(*http.Request) error {
 		if !synced() {
@@ -55,4 +57,25 @@ func MetadataInformerSyncCheck(synced func() bool) healthz.HealthChecker {
 // timely's error, for example when the last scrape tick started more than 1.5 × resolution ago.
 func CollectionTimelyCheck(timely func() error) healthz.HealthChecker {
 	return healthz.NamedCheck(checkCollectionTimely, func(*http.Request) error { return timely() })
+}
+
+// InformationalCheck returns a /readyz check that reports check's error when it is asked
+// for alone (GET /readyz/<name> fails with 500 and the error) but always passes within the
+// /readyz aggregate, which the kubelet's readiness probe reads.
+//
+// It is for a degraded state that loses history only, such as a full volume or a catalog
+// that cannot be written: the current window is computed from memory and still right.
+// Failing readiness would take the only replica out of the Service's endpoints, so the
+// aggregator would answer 503 for metrics.k8s.io and the HPA would stop scaling, for a
+// problem that an operator must fix; failing liveness would restart the container in a
+// loop, which frees no space. Such a state shows as this check, a self-metric and one
+// warning in the log. Reading the check alone takes a token allowed to get /readyz/* (the
+// built-in system:monitoring role), like the kube-apiserver's own individual checks.
+func InformationalCheck(name string, check func() error) healthz.HealthChecker {
+	return healthz.NamedCheck(name, func(r *http.Request) error {
+		if path.Base(r.URL.Path) != name {
+			return nil // evaluated as part of /readyz
+		}
+		return check()
+	})
 }

@@ -2,7 +2,9 @@ package apiserver
 
 import (
 	"errors"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"k8s.io/apiserver/pkg/server/healthz"
@@ -41,6 +43,38 @@ func TestHealthChecks(t *testing.T) {
 				t.Errorf("Check() = %v; want nil", err)
 			case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
 				t.Errorf("Check() = %v; want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestInformationalCheck checks that a failing informational check is reported when asked
+// for alone, with the reason, and does not fail /readyz.
+func TestInformationalCheck(t *testing.T) {
+	t.Parallel()
+	errFull := errors.New("storage not writable since 2026-01-02T03:04:05Z (3 failed writes in a row): no space left on device")
+	tests := []struct {
+		name     string
+		health   error
+		path     string
+		wantCode int
+		wantBody string // substring
+	}{
+		{name: "healthy, aggregate", path: "/readyz", wantCode: http.StatusOK, wantBody: "ok"},
+		{name: "healthy, individual", path: "/readyz/storage-writable", wantCode: http.StatusOK, wantBody: "ok"},
+		{name: "failing, aggregate", health: errFull, path: "/readyz", wantCode: http.StatusOK, wantBody: "ok"},
+		{name: "failing, aggregate verbose", health: errFull, path: "/readyz?verbose", wantCode: http.StatusOK, wantBody: "[+]storage-writable ok"},
+		{name: "failing, individual", health: errFull, path: "/readyz/storage-writable", wantCode: http.StatusInternalServerError, wantBody: errFull.Error()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mux := http.NewServeMux()
+			healthz.InstallReadyzHandler(mux, InformationalCheck("storage-writable", func() error { return tc.health }))
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+			if rec.Code != tc.wantCode || !strings.Contains(rec.Body.String(), tc.wantBody) {
+				t.Errorf("GET %s = %d %q, want %d with %q", tc.path, rec.Code, rec.Body.String(), tc.wantCode, tc.wantBody)
 			}
 		})
 	}

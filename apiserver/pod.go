@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -17,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
-	"k8s.io/client-go/tools/cache"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/metrics/pkg/apis/metrics"
 
 	"github.com/hindsight-metrics/hindsight/tsdb"
@@ -27,7 +26,7 @@ import (
 // knows that the source has a complete window for.
 type podMetrics struct {
 	source  MetricsSource
-	pods    cache.GenericLister
+	pods    corev1listers.PodLister
 	metrics *apiMetrics
 	now     func() time.Time
 }
@@ -62,7 +61,8 @@ func (m *podMetrics) NewList() runtime.Object { return &metrics.PodMetricsList{}
 
 // List implements rest.Lister for one namespace, or all when the request has none. The label
 // selector goes to the lister; the field selector (metadata.name, metadata.namespace) is
-// applied to what it returns. Items are sorted by namespace, then name.
+// applied to what it returns. Only Running pods are listed. Items are sorted by namespace,
+// then name.
 func (m *podMetrics) List(ctx context.Context, options *metainternalversion.ListOptions) (runtime.Object, error) {
 	namespace := genericapirequest.NamespaceValue(ctx)
 	sel := labels.Everything()
@@ -75,17 +75,24 @@ func (m *podMetrics) List(ctx context.Context, options *metainternalversion.List
 			fsel = options.FieldSelector
 		}
 	}
-	objs, err := m.pods.ByNamespace(namespace).List(sel)
+	var (
+		objs []*corev1.Pod
+		err  error
+	)
+	if namespace == metav1.NamespaceAll {
+		objs, err = m.pods.List(sel)
+	} else {
+		objs, err = m.pods.Pods(namespace).List(sel)
+	}
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("list pods in namespace %q: %w", namespace, err))
 	}
-	pods := make([]metav1.Object, 0, len(objs))
-	for _, o := range objs {
-		p, err := meta.Accessor(o)
-		if err != nil {
-			return nil, apierrors.NewInternalError(fmt.Errorf("list pods in namespace %q: %w", namespace, err))
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, p := range objs {
+		if !served(p) {
+			continue
 		}
-		if fsel != nil && !fsel.Matches(fields.Set{"metadata.name": p.GetName(), "metadata.namespace": p.GetNamespace()}) {
+		if fsel != nil && !fsel.Matches(fields.Set{"metadata.name": p.Name, "metadata.namespace": p.Namespace}) {
 			continue
 		}
 		pods = append(pods, p)
@@ -93,25 +100,27 @@ func (m *podMetrics) List(ctx context.Context, options *metainternalversion.List
 	return &metrics.PodMetricsList{Items: m.metricsFor(pods)}, nil
 }
 
-// Get implements rest.Getter. A pod the lister does not know gets the lister's NotFound; a
-// known pod without a complete window gets `podmetrics.metrics.k8s.io "<ns>/<name>" not found`.
+// served reports whether pod's metrics may be served: metrics-server watches Running pods
+// only, so a Pending, Succeeded or Failed pod is not found even while its last window is
+// fresh.
+func served(pod *corev1.Pod) bool { return pod.Status.Phase == corev1.PodRunning }
+
+// Get implements rest.Getter. A pod the lister does not know, or one that is not Running,
+// gets the pods NotFound; a Running pod without a complete window gets
+// `podmetrics.metrics.k8s.io "<ns>/<name>" not found`.
 func (m *podMetrics) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
 	namespace := genericapirequest.NamespaceValue(ctx)
-	obj, err := m.pods.ByNamespace(namespace).Get(name)
+	p, err := m.pods.Pods(namespace).Get(name)
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, err
+			return nil, apierrors.NewNotFound(corev1.Resource("pods"), name)
 		}
 		return nil, apierrors.NewInternalError(fmt.Errorf("get pod %s/%s: %w", namespace, name, err))
 	}
-	if obj == nil {
-		return nil, apierrors.NewNotFound(corev1.Resource("pods"), namespace+"/"+name)
+	if !served(p) {
+		return nil, apierrors.NewNotFound(corev1.Resource("pods"), name)
 	}
-	p, err := meta.Accessor(obj)
-	if err != nil {
-		return nil, apierrors.NewInternalError(fmt.Errorf("get pod %s/%s: %w", namespace, name, err))
-	}
-	items := m.metricsFor([]metav1.Object{p})
+	items := m.metricsFor([]*corev1.Pod{p})
 	if len(items) == 0 {
 		return nil, apierrors.NewNotFound(metrics.Resource("podmetrics"), namespace+"/"+name)
 	}
@@ -125,16 +134,16 @@ func (m *podMetrics) ConvertToTable(_ context.Context, object runtime.Object, ta
 
 // metricsFor asks the source for the pods' windows and builds the API objects, sorted by
 // namespace and name. It sorts pods in place. Pods without a complete window are left out.
-func (m *podMetrics) metricsFor(pods []metav1.Object) []metrics.PodMetrics {
+func (m *podMetrics) metricsFor(pods []*corev1.Pod) []metrics.PodMetrics {
 	if len(pods) == 0 {
 		return []metrics.PodMetrics{}
 	}
-	slices.SortFunc(pods, func(a, b metav1.Object) int {
-		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+	slices.SortFunc(pods, func(a, b *corev1.Pod) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	refs := make([]tsdb.PodRef, len(pods))
 	for i, p := range pods {
-		refs[i] = tsdb.PodRef{Namespace: p.GetNamespace(), Name: p.GetName()}
+		refs[i] = tsdb.PodRef{Namespace: p.Namespace, Name: p.Name}
 	}
 	usage := m.source.PodUsage(refs)
 	now := m.now()
@@ -156,16 +165,16 @@ func (m *podMetrics) metricsFor(pods []metav1.Object) []metrics.PodMetrics {
 	return items
 }
 
-func podMetricsObject(p metav1.Object, u tsdb.PodUsage, now time.Time) metrics.PodMetrics {
+func podMetricsObject(p *corev1.Pod, u tsdb.PodUsage, now time.Time) metrics.PodMetrics {
 	containers := make([]metrics.ContainerMetrics, len(u.Containers))
 	for i, c := range u.Containers {
 		containers[i] = metrics.ContainerMetrics{Name: c.Name, Usage: resourceList(c.Usage)}
 	}
 	return metrics.PodMetrics{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:              p.GetName(),
-			Namespace:         p.GetNamespace(),
-			Labels:            p.GetLabels(),
+			Name:              p.Name,
+			Namespace:         p.Namespace,
+			Labels:            p.Labels,
 			CreationTimestamp: metav1.NewTime(now),
 		},
 		Timestamp:  metav1.NewTime(u.Timestamp),

@@ -223,6 +223,8 @@ func TestPodGet(t *testing.T) {
 		{name: "found", namespace: "ns2", pod: "pod-c"},
 		{name: "unknown pod: the lister's NotFound", namespace: "ns2", pod: "pod-x", wantErr: `pods "pod-x" not found`},
 		{name: "pod in another namespace", namespace: "ns1", pod: "pod-c", wantErr: `pods "pod-c" not found`},
+		{name: "Pending pod with a window", namespace: "ns1", pod: "pod-pending", wantErr: `pods "pod-pending" not found`},
+		{name: "Succeeded pod with a window", namespace: "ns2", pod: "pod-done", wantErr: `pods "pod-done" not found`},
 		{name: "known pod without metrics", namespace: "ns2", pod: "pod-d", wantErr: `podmetrics.metrics.k8s.io "ns2/pod-d" not found`},
 	}
 	for _, tc := range tests {

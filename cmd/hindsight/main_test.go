@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
-	"k8s.io/apiserver/pkg/server/healthz"
 
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
@@ -109,38 +106,6 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestStorageWritableCheck checks that an unwritable storage is reported at
-// /readyz/storage-writable, with the reason, and does not fail /readyz.
-func TestStorageWritableCheck(t *testing.T) {
-	t.Parallel()
-	errFull := errors.New("storage not writable since 2026-01-02T03:04:05Z (3 failed writes in a row): no space left on device")
-	tests := []struct {
-		name     string
-		health   error
-		path     string
-		wantCode int
-		wantBody string // substring
-	}{
-		{name: "writable, aggregate", path: "/readyz", wantCode: http.StatusOK, wantBody: "ok"},
-		{name: "writable, individual", path: "/readyz/storage-writable", wantCode: http.StatusOK, wantBody: "ok"},
-		{name: "full, aggregate", health: errFull, path: "/readyz", wantCode: http.StatusOK, wantBody: "ok"},
-		{name: "full, aggregate verbose", health: errFull, path: "/readyz?verbose", wantCode: http.StatusOK, wantBody: "[+]storage-writable ok"},
-		{name: "full, individual", health: errFull, path: "/readyz/storage-writable", wantCode: http.StatusInternalServerError, wantBody: errFull.Error()},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			mux := http.NewServeMux()
-			healthz.InstallReadyzHandler(mux, storageWritableCheck(func() error { return tc.health }))
-			rec := httptest.NewRecorder()
-			mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
-			if rec.Code != tc.wantCode || !strings.Contains(rec.Body.String(), tc.wantBody) {
-				t.Errorf("GET %s = %d %q, want %d with %q", tc.path, rec.Code, rec.Body.String(), tc.wantCode, tc.wantBody)
-			}
-		})
-	}
-}
-
 // event is something a component did during TestRunThenClose, at a time since the start.
 type event struct {
 	What string
@@ -154,6 +119,7 @@ func TestRunThenClose(t *testing.T) {
 	t.Parallel()
 	errAPI := errors.New("listen: address in use")
 	errClose := errors.New("close: I/O error")
+	errFeed := errors.New("start catalog feed: informer stopped")
 	const signal = 10 * time.Second // when the shutdown signal comes
 	tests := []struct {
 		name string
@@ -162,6 +128,7 @@ func TestRunThenClose(t *testing.T) {
 		// 1s, before any signal.
 		scraperStop, apiStop time.Duration
 		apiFails             bool
+		feedFails            bool // the catalog feed fails at start
 		scraperStopsAlone    bool
 		closeErr             error
 		wantErr              []error
@@ -170,41 +137,47 @@ func TestRunThenClose(t *testing.T) {
 		{
 			name:        "scraper round in flight, API drains",
 			scraperStop: 2 * time.Second, apiStop: 5 * time.Second,
-			want: []event{{"scraper stopped", signal + 2*time.Second}, {"API server stopped", signal + 5*time.Second}, {"storage closed", signal + 5*time.Second}},
+			want: []event{{"scraper stopped", signal + 2*time.Second}, {"API server stopped", signal + 5*time.Second}, {"catalog feed stopped", signal + 5*time.Second}, {"storage closed", signal + 5*time.Second}},
 		},
 		{
 			name:        "API server stops first",
 			scraperStop: 3 * time.Second, apiStop: time.Second,
-			want: []event{{"API server stopped", signal + time.Second}, {"scraper stopped", signal + 3*time.Second}, {"storage closed", signal + 3*time.Second}},
+			want: []event{{"API server stopped", signal + time.Second}, {"scraper stopped", signal + 3*time.Second}, {"catalog feed stopped", signal + 3*time.Second}, {"storage closed", signal + 3*time.Second}},
 		},
 		{
 			// --shutdown-delay-duration and a long drain: the storage does not wait.
 			name:        "API server drains past the deadline",
 			scraperStop: time.Second, apiStop: 90 * time.Second,
-			want: []event{{"scraper stopped", signal + time.Second}, {"storage closed", signal + storageCloseDeadline}, {"API server stopped", signal + 90*time.Second}},
+			want: []event{{"scraper stopped", signal + time.Second}, {"catalog feed stopped", signal + storageCloseDeadline}, {"storage closed", signal + storageCloseDeadline}, {"API server stopped", signal + 90*time.Second}},
 		},
 		{
 			// No write may follow Close, however long the scraper takes.
 			name:        "scraper stops past the deadline",
 			scraperStop: 25 * time.Second, apiStop: time.Second,
-			want: []event{{"API server stopped", signal + time.Second}, {"scraper stopped", signal + 25*time.Second}, {"storage closed", signal + 25*time.Second}},
+			want: []event{{"API server stopped", signal + time.Second}, {"scraper stopped", signal + 25*time.Second}, {"catalog feed stopped", signal + 25*time.Second}, {"storage closed", signal + 25*time.Second}},
 		},
 		{
 			name:     "API server fails at start",
 			apiFails: true, scraperStop: time.Second,
 			wantErr: []error{errAPI},
-			want:    []event{{"API server stopped", 0}, {"scraper stopped", time.Second}, {"storage closed", time.Second}},
+			want:    []event{{"API server stopped", 0}, {"scraper stopped", time.Second}, {"catalog feed stopped", time.Second}, {"storage closed", time.Second}},
+		},
+		{
+			name:      "catalog feed fails at start",
+			feedFails: true, scraperStop: time.Second, apiStop: 2 * time.Second,
+			wantErr: []error{errFeed},
+			want:    []event{{"catalog feed stopped", 0}, {"scraper stopped", time.Second}, {"API server stopped", 2 * time.Second}, {"storage closed", 2 * time.Second}},
 		},
 		{
 			name:              "scraper returns by itself",
 			scraperStopsAlone: true, apiStop: time.Second,
-			want: []event{{"scraper stopped", time.Second}, {"API server stopped", 2 * time.Second}, {"storage closed", 2 * time.Second}},
+			want: []event{{"scraper stopped", time.Second}, {"API server stopped", 2 * time.Second}, {"catalog feed stopped", 2 * time.Second}, {"storage closed", 2 * time.Second}},
 		},
 		{
 			name:        "closing the storage fails",
 			scraperStop: time.Second, apiStop: 2 * time.Second, closeErr: errClose,
 			wantErr: []error{errClose},
-			want:    []event{{"scraper stopped", signal + time.Second}, {"API server stopped", signal + 2*time.Second}, {"storage closed", signal + 2*time.Second}},
+			want:    []event{{"scraper stopped", signal + time.Second}, {"API server stopped", signal + 2*time.Second}, {"catalog feed stopped", signal + 2*time.Second}, {"storage closed", signal + 2*time.Second}},
 		},
 	}
 	for _, tc := range tests {
@@ -252,6 +225,19 @@ func TestRunThenClose(t *testing.T) {
 					time.Sleep(tc.apiStop)
 					return nil
 				}
+				feed := func(ctx context.Context) error {
+					defer record("catalog feed stopped")
+					if tc.feedFails {
+						return errFeed
+					}
+					<-ctx.Done()
+					mu.Lock()
+					if closed {
+						t.Error("the catalog feed ran after the storage closed")
+					}
+					mu.Unlock()
+					return nil
+				}
 				closeStorage := func() error {
 					record("storage closed")
 					mu.Lock()
@@ -262,7 +248,7 @@ func TestRunThenClose(t *testing.T) {
 
 				ctx, cancel := context.WithTimeout(t.Context(), signal)
 				defer cancel()
-				err := runThenClose(ctx, slogt(t), scrape, serveAPI, closeStorage, storageCloseDeadline)
+				err := runThenClose(ctx, slogt(t), components{scrape: scrape, serveAPI: serveAPI, feed: feed, closeStorage: closeStorage}, storageCloseDeadline)
 				if len(tc.wantErr) == 0 && err != nil {
 					t.Errorf("runThenClose = %v, want nil", err)
 				}

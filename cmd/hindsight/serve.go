@@ -6,20 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"path"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
+	appsv1informers "k8s.io/client-go/informers/apps/v1"
+	batchv1informers "k8s.io/client-go/informers/batch/v1"
+	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -29,14 +29,24 @@ import (
 	"github.com/hindsight-metrics/hindsight/apiserver"
 	"github.com/hindsight-metrics/hindsight/httpapi"
 	"github.com/hindsight-metrics/hindsight/httpapi/promapi"
+	"github.com/hindsight-metrics/hindsight/inventory"
 	"github.com/hindsight-metrics/hindsight/scraper"
 	"github.com/hindsight-metrics/hindsight/tsdb"
+	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
 
-var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
-
-// serve wires storage, informers, the scraper and the API server, runs them until ctx ends
-// and shuts down in order: stop scraping and serving first, then close the storage.
+// serve runs Hindsight until ctx ends. It is built in phases, each a function below:
+//
+//  1. storage: the TSDB and the catalog beside it, on --storage-path;
+//  2. informers: one shared factory (nodes; pods, every phase, stripped to what is read;
+//     ReplicaSets and Jobs for owners) and the catalog feed;
+//  3. scraper: the kubelet client and the scrape loop;
+//  4. servers: metrics.k8s.io with its health checks, the history API and the
+//     Prometheus-compatible API on the same secure port.
+//
+// The shutdown order is runThenClose's: the scraper stops, the API server drains (up to
+// storageCloseDeadline), the catalog feed and the informers stop, the catalog closes,
+// the TSDB closes last.
 func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	log, err := newLogger(o, logOut)
 	if err != nil {
@@ -48,7 +58,6 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	if o.kubeletInsecureTLS {
 		log.Warn("--kubelet-insecure-tls is set: kubelet serving certificates are not verified; use it for tests only")
 	}
-
 	restConfig, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
@@ -57,75 +66,196 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("create kubernetes client: %w", err)
 	}
-	metaClient, err := metadata.NewForConfig(restConfig)
+	reg := legacyregistry.Registerer()
+
+	st, err := openStorage(o, log, reg)
 	if err != nil {
-		return fmt.Errorf("create metadata client: %w", err)
+		return err
 	}
-	nodeSelector, err := labels.Parse(o.nodeSelector)
+	// On an early return; after a run, the storage is closed already and this is a no-op.
+	defer func() { err = errors.Join(err, st.close()) }()
+
+	inf := newInformers(client)
+	feed, err := inventory.New(st.catalog, inventory.Config{
+		Pods: inf.pods.Informer(), Nodes: inf.nodes.Informer(),
+		ReplicaSets: inf.replicaSets, Jobs: inf.jobs,
+	}, log.With("component", "catalog"), reg)
 	if err != nil {
-		return fmt.Errorf("parse --node-selector: %w", err) // validated already
+		return fmt.Errorf("create catalog feed: %w", err)
+	}
+	scr, stopKubelets, err := newScraper(o, restConfig, inf, st.db, log.With("component", "scraper"), reg)
+	if err != nil {
+		return err
+	}
+	defer stopKubelets()
+	srv, err := newServers(o, st, inf, scr, feed, log, reg)
+	if err != nil {
+		return err
 	}
 
-	reg := legacyregistry.Registerer()
+	infCtx, stopInf := context.WithCancel(context.WithoutCancel(ctx))
+	inf.factory.Start(infCtx.Done())
+	st.stopFirst = func() {
+		stopInf()
+		inf.factory.Shutdown() // the feed's event handlers have returned: nothing writes the catalog
+	}
+	return runThenClose(ctx, log, components{
+		scrape: func(ctx context.Context) error {
+			// Scrape once the informers know the nodes and pods, so that the first round
+			// sees every node and every sample gets its pod's UID.
+			if !cache.WaitForCacheSync(ctx.Done(), inf.nodes.Informer().HasSynced, inf.pods.Informer().HasSynced) {
+				return nil // shutting down
+			}
+			log.Info("informers synced; scraping")
+			if err := scr.Run(ctx); err != nil {
+				return fmt.Errorf("scraper: %w", err)
+			}
+			return nil
+		},
+		serveAPI: func(ctx context.Context) error {
+			if err := srv.Run(ctx); err != nil {
+				return fmt.Errorf("API server: %w", err)
+			}
+			return nil
+		},
+		feed: func(ctx context.Context) error {
+			if err := feed.Run(ctx); err != nil {
+				return fmt.Errorf("catalog feed: %w", err)
+			}
+			return nil
+		},
+		closeStorage: st.close,
+	}, storageCloseDeadline)
+}
+
+// catalogFile is the catalog's file name inside --storage-path, beside the TSDB.
+const catalogFile = "catalog.db"
+
+// storage is the TSDB and the catalog, opened together and closed in order.
+type storage struct {
+	db      *tsdb.DB
+	catalog *catalog.Catalog
+	// stopFirst, when set, runs before the catalog closes: it stops what writes into it.
+	stopFirst func()
+	close     func() error
+}
+
+// openStorage opens the TSDB, then the catalog (rebuilt from the informers, with a
+// warning, when its file is corrupt), and runs the catalog's background writer. close stops
+// stopFirst's writers, closes the catalog (writing what is queued) and then the TSDB; it
+// runs once, however often it is called.
+func openStorage(o *options, log *slog.Logger, reg prometheus.Registerer) (*storage, error) {
 	db, err := tsdb.Open(o.storageConfig(), log.With("component", "tsdb"), reg)
 	if err != nil {
-		return fmt.Errorf("open storage: %w", err)
+		return nil, fmt.Errorf("open storage: %w", err)
 	}
-	// The catalog closes before the TSDB, and only once: closeStorage may run twice.
-	stopCatalog := func() error { return nil }
-	closeStorage := sync.OnceValue(func() error {
-		var errs []error
-		if err := stopCatalog(); err != nil {
-			errs = append(errs, err)
+	cat, err := catalog.OpenOrRebuild(filepath.Join(o.storagePath, catalogFile), catalog.Options{Retention: o.retention},
+		log.With("component", "catalog"))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open catalog: %w", err), db.Close())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Go(func() {
+		if err := cat.Run(ctx); err != nil {
+			runErr = fmt.Errorf("catalog: %w", err)
 		}
+	})
+	st := &storage{db: db, catalog: cat}
+	st.close = sync.OnceValue(func() error {
+		if st.stopFirst != nil {
+			st.stopFirst()
+		}
+		cancel()
+		wg.Wait()
+		errs := []error{runErr, cat.Close()}
 		if err := db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close storage: %w", err))
 		}
 		return errors.Join(errs...)
 	})
-	// Runs on an early return; after a run, the storage is closed already and this is a no-op.
-	defer func() { err = errors.Join(err, closeStorage()) }()
+	return st, nil
+}
 
-	// Nodes: a full informer (the scraper needs addresses and ports, the API labels).
-	// Pods: metadata only, Running pods only, as metrics-server watches them.
-	nodeFactory := informers.NewSharedInformerFactory(client, 0)
-	nodeInformer := nodeFactory.Core().V1().Nodes()
-	podFactory := metadatainformer.NewFilteredSharedInformerFactory(metaClient, 0, metav1.NamespaceAll, func(lo *metav1.ListOptions) {
-		lo.FieldSelector = "status.phase=Running"
-	})
-	podInformer := podFactory.ForResource(podsGVR)
-	nodesSynced := nodeInformer.Informer().HasSynced
-	podsSynced := podInformer.Informer().HasSynced
+// informerSet is the process's one informer factory and the informers taken from it. Pods
+// are cached once for the scraper, the metrics API and the catalog, stripped by
+// inventory.TransformPod.
+type informerSet struct {
+	factory     informers.SharedInformerFactory
+	nodes       corev1informers.NodeInformer
+	pods        corev1informers.PodInformer
+	replicaSets appsv1informers.ReplicaSetInformer
+	jobs        batchv1informers.JobInformer
+}
 
+func newInformers(client kubernetes.Interface) *informerSet {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTransform(stripManagedFields))
+	s := &informerSet{
+		factory:     factory,
+		nodes:       factory.Core().V1().Nodes(),
+		pods:        factory.Core().V1().Pods(),
+		replicaSets: factory.Apps().V1().ReplicaSets(),
+		jobs:        factory.Batch().V1().Jobs(),
+	}
+	// Taking the informers registers them with the factory, so that Start starts them.
+	s.nodes.Informer()
+	s.replicaSets.Informer()
+	s.jobs.Informer()
+	_ = s.pods.Informer().SetTransform(inventory.TransformPod) // not started yet: cannot fail
+	return s
+}
+
+// stripManagedFields is the factory's transform for nodes, ReplicaSets and Jobs: nobody
+// reads managedFields, often the larger part of an object.
+func stripManagedFields(obj any) (any, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// newScraper builds the kubelet client and the scrape loop; stop releases the client's
+// idle connections.
+func newScraper(o *options, rc *rest.Config, inf *informerSet, db *tsdb.DB, log *slog.Logger, reg prometheus.Registerer) (_ *scraper.Scraper, stop func(), err error) {
+	nodeSelector, err := labels.Parse(o.nodeSelector)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse --node-selector: %w", err) // validated already
+	}
 	kc := o.kubeletConfig()
-	kubeletCredentials(&kc, restConfig, log)
-	kubelets, err := scraper.NewKubeletClient(kc, log.With("component", "scraper"))
+	kubeletCredentials(&kc, rc, log)
+	kubelets, err := scraper.NewKubeletClient(kc, log)
 	if err != nil {
-		return fmt.Errorf("kubelet client: %w", err)
+		return nil, nil, fmt.Errorf("kubelet client: %w", err)
 	}
-	defer kubelets.Close()
 	scr, err := scraper.New(scraper.Config{Resolution: o.resolution, NodeSelector: nodeSelector},
-		nodeInformer.Lister(), podUIDs{podInformer.Lister()}, kubelets, db, log.With("component", "scraper"), reg)
+		inf.nodes.Lister(), inventory.PodUIDs{Lister: inf.pods.Lister()}, kubelets, db, log, reg)
 	if err != nil {
-		return fmt.Errorf("create scraper: %w", err)
+		kubelets.Close()
+		return nil, nil, fmt.Errorf("create scraper: %w", err)
 	}
+	return scr, kubelets.Close, nil
+}
 
-	// The catalog opens before the API server, which serves history from it.
-	cat, stop, err := startCatalog(ctx, o, client, nodeInformer.Informer(), log.With("component", "catalog"))
+// newServers builds the metrics.k8s.io server with its health checks and mounts the
+// history API and the Prometheus-compatible API on it.
+func newServers(o *options, st *storage, inf *informerSet, scr *scraper.Scraper, feed *inventory.Feed, log *slog.Logger, reg prometheus.Registerer) (*apiserver.Server, error) {
+	nodeSelector, err := labels.Parse(o.nodeSelector)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("parse --node-selector: %w", err) // validated already
 	}
-	stopCatalog = stop
-
+	nodesSynced, podsSynced := inf.nodes.Informer().HasSynced, inf.pods.Informer().HasSynced
 	apiCfg := &apiserver.Config{
-		Source:       db,
-		Nodes:        nodeInformer.Lister(),
-		Pods:         podInformer.Lister(),
+		Source:       st.db,
+		Nodes:        inf.nodes.Lister(),
+		Pods:         inf.pods.Lister(),
 		NodeSelector: nodeSelector,
 		ReadyzChecks: []healthz.HealthChecker{
-			apiserver.StorageReadyCheck(db.Ready),
+			apiserver.StorageReadyCheck(st.db.Ready),
 			apiserver.InformerSyncCheck(nodesSynced, podsSynced),
-			storageWritableCheck(db.StorageHealth),
+			apiserver.InformationalCheck(checkStorageWritable, st.db.StorageHealth),
+			apiserver.InformationalCheck(checkCatalog, feed.Check),
 		},
 		HealthChecks: []healthz.HealthChecker{apiserver.MetadataInformerSyncCheck(podsSynced)},
 		LivezChecks: []healthz.HealthChecker{
@@ -136,15 +266,15 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	}
 	o.server.SelfAuthorizedPaths = []string{httpapi.Prefix + "*", prometheusPrefix + "/*"}
 	if err := o.server.ApplyTo(apiCfg); err != nil {
-		return fmt.Errorf("configure API server: %w", err)
+		return nil, fmt.Errorf("configure API server: %w", err)
 	}
 	srv, err := apiCfg.Complete().New()
 	if err != nil {
-		return fmt.Errorf("create API server: %w", err)
+		return nil, fmt.Errorf("create API server: %w", err)
 	}
 	history, err := httpapi.New(httpapi.Config{
-		Samples:      db,
-		Catalog:      cat,
+		Samples:      st.db,
+		Catalog:      st.catalog,
 		Authorizer:   apiCfg.Generic.Authorization.Authorizer,
 		Resolution:   o.resolution,
 		MaxPoints:    o.historyMaxPoints,
@@ -154,12 +284,12 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		Registerer:   reg,
 	})
 	if err != nil {
-		return fmt.Errorf("create history API: %w", err)
+		return nil, fmt.Errorf("create history API: %w", err)
 	}
 	srv.HandlePrefix(httpapi.Prefix, history)
 	prom, err := promapi.New(promapi.Config{
 		Prefix:      prometheusPrefix + "/api/v1",
-		Queryable:   db.Queryable(),
+		Queryable:   st.db.Queryable(),
 		Authorize:   httpapi.RequireNodeMetrics(apiCfg.Generic.Authorization.Authorizer),
 		Revision:    "hindsight " + version,
 		Timeout:     o.historyQueryTimeout,
@@ -168,34 +298,10 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		Registerer:  reg,
 	}, log.With("component", "promapi"))
 	if err != nil {
-		return fmt.Errorf("create Prometheus API: %w", err)
+		return nil, fmt.Errorf("create Prometheus API: %w", err)
 	}
 	srv.HandlePrefix(prometheusPrefix+"/", prom)
-
-	nodeFactory.Start(ctx.Done())
-	podFactory.Start(ctx.Done())
-	defer nodeFactory.Shutdown()
-	defer podFactory.Shutdown()
-
-	scrape := func(ctx context.Context) error {
-		// Scrape once the informers know the nodes and pods, so that the first round sees
-		// every node and every sample gets its pod's UID.
-		if !cache.WaitForCacheSync(ctx.Done(), nodesSynced, podsSynced) {
-			return nil // shutting down
-		}
-		log.Info("informers synced; scraping")
-		if err := scr.Run(ctx); err != nil {
-			return fmt.Errorf("scraper: %w", err)
-		}
-		return nil
-	}
-	serveAPI := func(ctx context.Context) error {
-		if err := srv.Run(ctx); err != nil {
-			return fmt.Errorf("API server: %w", err)
-		}
-		return nil
-	}
-	return runThenClose(ctx, log, scrape, serveAPI, closeStorage, storageCloseDeadline)
+	return srv, nil
 }
 
 // prometheusPrefix is where the Prometheus-compatible read API lives: a Prometheus data
@@ -208,40 +314,51 @@ const prometheusPrefix = "/prometheus"
 // server's Shutdown. The kubelet sends SIGKILL terminationGracePeriodSeconds after SIGTERM
 // (30s by default, 60s in deploy/); closing the storage by 20s leaves the memory snapshot
 // time to be written, so that the next start replays little WAL. Closing it while the API
-// server drains is safe: the current window is served from memory.
+// server drains is safe: the current window is served from memory, and history queries
+// still running end with 503 Unavailable.
 const storageCloseDeadline = 20 * time.Second
 
-// runThenClose runs the scraper and the API server until ctx ends or either of them
-// returns, then shuts down in order: the scraper stops first (its round in flight is
-// cancelled, and it writes nothing after it returns), the API server drains, and the
-// storage is closed last, flushing the TSDB and writing its memory snapshot. The storage
-// closes only after the scraper has returned, and at the latest closeDeadline after the
-// shutdown began, even if the API server is still draining (it goes on serving from
-// memory). runThenClose returns once both have returned, with their errors and the
-// storage's.
-func runThenClose(ctx context.Context, log *slog.Logger, scrape, serveAPI func(context.Context) error, closeStorage func() error, closeDeadline time.Duration) error {
+// components are what runThenClose runs and stops.
+type components struct {
+	// scrape, serveAPI and feed run until their context ends; any of them returning, even
+	// with nil, shuts the others down.
+	scrape, serveAPI, feed func(context.Context) error
+	// closeStorage closes the catalog and the TSDB; it may be called again.
+	closeStorage func() error
+}
+
+// runThenClose runs the scraper, the API server and the catalog feed until ctx ends or one
+// of them returns, then shuts down in order: the scraper stops first (its round in flight
+// is cancelled, and it writes nothing after it returns); the API server drains; the
+// catalog feed stops; the storage is closed last, flushing the TSDB and writing its memory
+// snapshot. The storage closes only after the scraper and the feed have returned, and at the
+// latest closeDeadline after the shutdown began, even if the API server is still draining
+// (it goes on serving from memory). runThenClose returns once all have returned, with their
+// errors and the storage's.
+func runThenClose(ctx context.Context, log *slog.Logger, c components, closeDeadline time.Duration) error {
 	g, gctx := errgroup.WithContext(ctx)
-	// Either one returning, even with nil, stops the other.
 	gctx, stop := context.WithCancel(gctx)
 	defer stop()
-	scraperDone, apiDone := make(chan struct{}), make(chan struct{})
-	g.Go(func() error {
-		defer close(scraperDone)
-		defer stop()
-		err := scrape(gctx)
-		log.Info("scraper stopped")
-		return err
-	})
-	g.Go(func() error {
-		defer close(apiDone)
-		defer stop()
-		err := serveAPI(gctx)
-		log.Info("API server stopped")
-		return err
-	})
+	// The feed has a context of its own: it stops after the API server, not with it.
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFeed()
+	run := func(what string, fn func(context.Context) error, ctx context.Context) <-chan struct{} {
+		done := make(chan struct{})
+		g.Go(func() error {
+			defer close(done)
+			defer stop()
+			err := fn(ctx)
+			log.Info(what + " stopped")
+			return err
+		})
+		return done
+	}
+	scraperDone := run("scraper", c.scrape, gctx)
+	apiDone := run("API server", c.serveAPI, gctx)
+	feedDone := run("catalog feed", c.feed, feedCtx)
 
 	<-gctx.Done()
-	log.Info("shutting down: stopping the scraper, then the API server, then closing the storage",
+	log.Info("shutting down: stopping the scraper, then the API server and the catalog feed, then closing the storage",
 		"storageCloseDeadline", closeDeadline)
 	deadline := time.NewTimer(closeDeadline)
 	defer deadline.Stop()
@@ -252,7 +369,9 @@ func runThenClose(ctx context.Context, log *slog.Logger, scrape, serveAPI func(c
 		log.Warn("The API server is still draining; closing the storage now, the current window is still served from memory",
 			"after", closeDeadline)
 	}
-	closeErr := closeStorage()
+	stopFeed()
+	<-feedDone
+	closeErr := c.closeStorage()
 	if closeErr == nil {
 		log.Info("storage closed")
 	}
@@ -297,42 +416,8 @@ func kubeletCredentials(kc *scraper.KubeletConfig, rc *rest.Config, log *slog.Lo
 	}
 }
 
-// checkStorageWritable names the dedicated storage check.
-const checkStorageWritable = "storage-writable"
-
-// storageWritableCheck returns the "storage-writable" check for /readyz. It is
-// informational: GET /readyz/storage-writable fails (500) with health's error, which says
-// since when and why the storage cannot be written, but within the /readyz aggregate, which
-// the kubelet's readiness probe reads, it always passes.
-//
-// A full or read-only volume loses history only: the current window is computed from
-// memory and still right. Failing readiness would take the only replica out of the
-// Service's endpoints, so the aggregator would answer 503 for metrics.k8s.io and the HPA
-// would stop scaling, for a problem that an operator must fix; failing liveness would
-// restart the container in a loop, which frees no space. So an unwritable storage shows as
-// this check, hindsight_storage_writable = 0, and one warning in the log. Reading the
-// check takes a token allowed to get /readyz/* (the built-in system:monitoring role), like
-// the kube-apiserver's own individual checks.
-func storageWritableCheck(health func() error) healthz.HealthChecker {
-	return healthz.NamedCheck(checkStorageWritable, func(r *http.Request) error {
-		if path.Base(r.URL.Path) != checkStorageWritable {
-			return nil // evaluated as part of /readyz
-		}
-		return health()
-	})
-}
-
-// podUIDs looks pod UIDs up in the metadata informer's cache.
-type podUIDs struct{ lister cache.GenericLister }
-
-func (p podUIDs) PodUID(namespace, name string) string {
-	obj, err := p.lister.ByNamespace(namespace).Get(name)
-	if err != nil {
-		return ""
-	}
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return ""
-	}
-	return string(m.UID)
-}
+// The names of the informational /readyz checks (see apiserver.InformationalCheck).
+const (
+	checkStorageWritable = "storage-writable"
+	checkCatalog         = "catalog"
+)

@@ -142,6 +142,15 @@ type Catalog struct {
 
 	writeTxs atomic.Uint64 // committed write transactions
 	dropped  atomic.Uint64 // records dropped after a failed write with a full queue
+	// failing is the error of the last write and when the writes began to fail; nil
+	// while writes succeed.
+	failing atomic.Pointer[writeFailure]
+}
+
+// writeFailure is what Health reports while writes fail.
+type writeFailure struct {
+	err   error
+	since time.Time
 }
 
 // Stats describes a Catalog's activity, for self-metrics and tests.
@@ -388,8 +397,15 @@ func (c *Catalog) flushLocked() error {
 		}
 		c.queue = q
 		c.qmu.Unlock()
-		return fmt.Errorf("write %d catalog records: %w", len(ops), err)
+		err = fmt.Errorf("write %d catalog records: %w", len(ops), err)
+		since := c.opts.Now()
+		if prev := c.failing.Load(); prev != nil {
+			since = prev.since
+		}
+		c.failing.Store(&writeFailure{err: err, since: since})
+		return err
 	}
+	c.failing.Store(nil)
 	c.writeTxs.Add(1)
 	c.log.Debug("Wrote catalog records", "records", len(ops), "duration", time.Since(start))
 	return nil
@@ -426,6 +442,22 @@ func (c *Catalog) Stats() Stats {
 	q := len(c.queue)
 	c.qmu.Unlock()
 	return Stats{Queued: q, WriteTxs: c.writeTxs.Load(), Dropped: c.dropped.Load(), Bytes: fileSize(c.path)}
+}
+
+// Health returns nil while the catalog's writes succeed, and otherwise an error that says
+// since when and why they fail (a full disk, say): the records stay queued, and the oldest
+// are dropped once 8×BatchSize are (Stats.Dropped). It returns ErrClosed after Close.
+func (c *Catalog) Health() error {
+	c.qmu.Lock()
+	closed := c.closed
+	c.qmu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if f := c.failing.Load(); f != nil {
+		return fmt.Errorf("catalog writes failing since %s: %w", f.since.UTC().Format(time.RFC3339), f.err)
+	}
+	return nil
 }
 
 // Path returns the file's path.

@@ -69,8 +69,10 @@ func (c *Catalog) MarkNodeDeleted(name string, at time.Time) error {
 }
 
 // ReconcilePods queues the deletion, at at, of every live pod whose UID is not in
-// present. Call it after upserting an informer's initial list, with that list's UIDs and
-// time, to close out the pods deleted while Hindsight was not watching.
+// present and that was last seen at or before at. Call it with an informer's list and the
+// time taken before the list was read: after the initial list, to close out the pods
+// deleted while Hindsight was not watching, and periodically, to repair deletions whose
+// events were lost. A pod observed after at is left alone, since the list may predate it.
 func (c *Catalog) ReconcilePods(present []string, at time.Time) error {
 	return c.enqueue(op{kind: opReconcilePods, present: set(present), at: observed(at, c.opts.Now)})
 }
@@ -108,9 +110,15 @@ func (c *Catalog) apply(tx *bolt.Tx, o *op) error {
 	case opReconcilePods:
 		var gone []string
 		err := tx.Bucket(bucketLive).ForEach(func(k, _ []byte) error {
-			if _, ok := o.present[string(k)]; !ok {
-				gone = append(gone, string(k))
+			if _, ok := o.present[string(k)]; ok {
+				return nil
 			}
+			// A pod observed after the list was taken (an add racing a periodic
+			// reconcile) is not gone.
+			if r, err := getPod(tx, string(k)); err == nil && r != nil && r.LastSeen.After(o.at) {
+				return nil
+			}
+			gone = append(gone, string(k))
 			return nil
 		})
 		if err != nil {
@@ -141,7 +149,7 @@ func (c *Catalog) apply(tx *bolt.Tx, o *op) error {
 			if _, ok := o.present[string(k)]; ok {
 				return nil
 			}
-			if r, err := decodeNode(v); err == nil && !r.Deleted {
+			if r, err := decodeNode(v); err == nil && !r.Deleted && !r.LastSeen.After(o.at) {
 				gone = append(gone, string(k))
 			}
 			return nil

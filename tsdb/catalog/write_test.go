@@ -410,6 +410,39 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
+func TestReconcileKeepsObjectsSeenAfterTheList(t *testing.T) {
+	t.Parallel()
+	c, clk := newTestCatalog(t, Options{})
+	must(t, c.UpsertPod(webPod("old", "web-old", "n1")))
+	must(t, c.UpsertNode(NodeRecord{Name: "n-old"}))
+	// A periodic reconcile takes its list at 1h; a pod and a node added after it are
+	// upserted at 2h, before the reconcile is applied.
+	clk.Set(2 * time.Hour)
+	must(t, c.UpsertPod(webPod("new", "web-new", "n1")))
+	must(t, c.UpsertNode(NodeRecord{Name: "n-new"}))
+	must(t, c.ReconcilePods(nil, at(time.Hour)))
+	must(t, c.ReconcileNodes(nil, at(time.Hour)))
+	flush(t, c)
+	for uid, wantDeleted := range map[string]bool{"old": true, "new": false} {
+		p, err := c.Pod(uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Deleted != wantDeleted {
+			t.Errorf("pod %s: Deleted %t, want %t", uid, p.Deleted, wantDeleted)
+		}
+	}
+	for name, wantDeleted := range map[string]bool{"n-old": true, "n-new": false} {
+		n, err := c.Node(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Deleted != wantDeleted {
+			t.Errorf("node %s: Deleted %t, want %t", name, n.Deleted, wantDeleted)
+		}
+	}
+}
+
 func TestFailedWritesStayQueued(t *testing.T) {
 	t.Parallel()
 	c, _ := newTestCatalog(t, Options{BatchSize: 10}) // the queue holds 80
@@ -423,6 +456,9 @@ func TestFailedWritesStayQueued(t *testing.T) {
 	}
 	if s := c.Stats(); s.Queued != 5 || s.Dropped != 0 || s.WriteTxs != 0 {
 		t.Errorf("after a failed flush: %+v, want 5 queued", s)
+	}
+	if err := c.Health(); !errors.Is(err, diskFull) || !strings.Contains(err.Error(), "failing since") {
+		t.Errorf("Health while writes fail = %v, want the write error and since when", err)
 	}
 	for i := 5; i < 79; i++ {
 		must(t, c.UpsertPod(webPod(fmt.Sprint("u", i), fmt.Sprint("web-", i), "n1")))
@@ -438,6 +474,9 @@ func TestFailedWritesStayQueued(t *testing.T) {
 
 	c.failWrite.Store(nil) // space is back
 	flush(t, c)
+	if err := c.Health(); err != nil {
+		t.Errorf("Health after a successful write = %v, want nil", err)
+	}
 	pods, err := c.PodsInNamespace("shop", time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package scraper
+package inventory
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -116,7 +117,7 @@ func job(name, uid string, owner *metav1.OwnerReference) *batchv1.Job {
 
 // testInventory returns an Inventory with listers over the given objects and no informers,
 // for the conversion and handler functions.
-func testInventory(t testing.TB, w CatalogWriter, objs ...any) *Inventory {
+func testFeed(t testing.TB, w Catalog, objs ...any) *Feed {
 	t.Helper()
 	rsIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	jobIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
@@ -134,7 +135,7 @@ func testInventory(t testing.TB, w CatalogWriter, objs ...any) *Inventory {
 			t.Fatal(err)
 		}
 	}
-	return &Inventory{
+	return &Feed{
 		w: w, rs: appsv1listers.NewReplicaSetLister(rsIdx), jobs: batchv1listers.NewJobLister(jobIdx),
 		now: func() time.Time { return invT0 }, log: slogt(t),
 		dirtyPods: map[types.UID]struct{}{}, dirtyNodes: map[string]struct{}{},
@@ -219,8 +220,13 @@ func TestPodRecordResources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			inv := testInventory(t, nil)
-			got, resolved := inv.podRecord(tt.pod, invT0)
+			inv := testFeed(t, nil)
+			// The API server sets status.qosClass on creation; the record carries it.
+			pod := tt.pod.DeepCopy()
+			if pod.Status.QOSClass == "" {
+				pod.Status.QOSClass = corev1.PodQOSClass(tt.qos)
+			}
+			got, resolved := inv.podRecord(pod, invT0)
 			want := catalog.PodRecord{
 				UID: "uid-p", Namespace: "shop", Name: "p", Node: "node-a",
 				QoSClass: tt.qos, Containers: tt.containers, FirstSeen: invCreated, LastSeen: invT0,
@@ -323,7 +329,7 @@ func TestPodRecordOwner(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			inv := testInventory(t, nil, listed...)
+			inv := testFeed(t, nil, listed...)
 			got, resolved := inv.podRecord(tt.pod, invT0)
 			if diff := cmp.Diff(tt.owner, got.Owner); diff != "" {
 				t.Errorf("Owner (-want +got):\n%s", diff)
@@ -333,42 +339,6 @@ func TestPodRecordOwner(t *testing.T) {
 			}
 			if resolved != tt.resolved {
 				t.Errorf("resolved = %v, want %v", resolved, tt.resolved)
-			}
-		})
-	}
-}
-
-func TestComputeQOS(t *testing.T) {
-	t.Parallel()
-	full := rl("cpu", "1", "memory", "1Gi")
-	tests := []struct {
-		name string
-		pod  *corev1.Pod
-		want corev1.PodQOSClass
-	}{
-		{"no resources", newPod("p"), corev1.PodQOSBestEffort},
-		{"zero quantities count as none", newPod("p", withContainers(ctr("app", rl("cpu", "0"), rl("memory", "0")))), corev1.PodQOSBestEffort},
-		{"extended resources alone do not count", newPod("p", withContainers(ctr("app", rl("example.com/gpu", "1"), rl("example.com/gpu", "1")))), corev1.PodQOSBestEffort},
-		{"equal requests and limits", newPod("p", withContainers(ctr("app", full, full))), corev1.PodQOSGuaranteed},
-		{"limits only", newPod("p", withContainers(ctr("app", nil, full))), corev1.PodQOSGuaranteed},
-		{"extended resources do not spoil Guaranteed", newPod("p", withContainers(ctr("app", rl("cpu", "1", "memory", "1Gi", "example.com/gpu", "1"), rl("cpu", "1", "memory", "1Gi", "example.com/gpu", "2")))), corev1.PodQOSGuaranteed},
-		{"request below limit", newPod("p", withContainers(ctr("app", rl("cpu", "500m", "memory", "1Gi"), full))), corev1.PodQOSBurstable},
-		{"cpu limit only", newPod("p", withContainers(ctr("app", nil, rl("cpu", "1")))), corev1.PodQOSBurstable},
-		{"one container without limits", newPod("p", withContainers(ctr("app", nil, full), ctr("log", nil, nil))), corev1.PodQOSBurstable},
-		{"init container without limits", newPod("p", withInit(ctr("init", nil, nil)), withContainers(ctr("app", nil, full))), corev1.PodQOSBurstable},
-		{"init container and sidecar guaranteed too", newPod("p", withInit(ctr("init", nil, full), sidecar("proxy", full, full)), withContainers(ctr("app", nil, full))), corev1.PodQOSGuaranteed},
-		{"pod-level resources decide", newPod("p", func(p *corev1.Pod) {
-			p.Spec.Resources = &corev1.ResourceRequirements{Limits: full}
-		}, withContainers(ctr("app", nil, nil))), corev1.PodQOSGuaranteed},
-		{"pod-level requests only", newPod("p", func(p *corev1.Pod) {
-			p.Spec.Resources = &corev1.ResourceRequirements{Requests: rl("cpu", "1")}
-		}, withContainers(ctr("app", nil, full))), corev1.PodQOSBurstable},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if got := computeQOS(tt.pod); got != tt.want {
-				t.Errorf("computeQOS = %s, want %s", got, tt.want)
 			}
 		})
 	}
@@ -424,7 +394,7 @@ func TestNodeRecord(t *testing.T) {
 func TestHandlersDirect(t *testing.T) {
 	t.Parallel()
 	w := newFakeCatalog()
-	inv := testInventory(t, w)
+	inv := testFeed(t, w)
 	pod := newPod("p", withLabels("app", "web"))
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a", UID: "uid-node-a"}}
 
@@ -470,7 +440,7 @@ func TestHandlersDirect(t *testing.T) {
 func TestResyncSettlesOwners(t *testing.T) {
 	t.Parallel()
 	w := newFakeCatalog()
-	inv := testInventory(t, w)
+	inv := testFeed(t, w)
 	// Informers that never run: Resync only reads their stores.
 	inv.pods = cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Pod{}, 0, cache.Indexers{})
 	inv.nodes = cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Node{}, 0, cache.Indexers{})
@@ -518,10 +488,36 @@ func TestResyncSettlesOwners(t *testing.T) {
 	}
 }
 
-func TestNewInventoryRejectsNil(t *testing.T) {
+func TestNewRejectsMissingDependencies(t *testing.T) {
 	t.Parallel()
-	if _, err := NewInventory(nil, nil, nil, nil, nil, nil, slogt(t)); err == nil {
-		t.Error("NewInventory with nil dependencies succeeded")
+	factory := informers.NewSharedInformerFactory(fake.NewSimpleClientset(), 0)
+	full := Config{
+		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
+		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
+	}
+	tests := []struct {
+		name string
+		cat  Catalog
+		cfg  func(c *Config)
+	}{
+		{"no catalog", nil, func(*Config) {}},
+		{"no pod informer", newFakeCatalog(), func(c *Config) { c.Pods = nil }},
+		{"no node informer", newFakeCatalog(), func(c *Config) { c.Nodes = nil }},
+		{"no ReplicaSets", newFakeCatalog(), func(c *Config) { c.ReplicaSets = nil }},
+		{"no Jobs", newFakeCatalog(), func(c *Config) { c.Jobs = nil }},
+		{"negative repair period", newFakeCatalog(), func(c *Config) { c.RepairEvery = -time.Second }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := full
+			tt.cfg(&cfg)
+			if _, err := New(tt.cat, cfg, slogt(t), nil); err == nil {
+				t.Error("New succeeded")
+			}
+		})
+	}
+	if _, err := New(newFakeCatalog(), full, slogt(t), prometheus.NewRegistry()); err != nil {
+		t.Errorf("New with every dependency = %v", err)
 	}
 }
 
@@ -541,31 +537,31 @@ func TestInventoryInformers(t *testing.T) {
 		newPod("existing", withOwner(controllerRef("batch/v1", "Job", "nightly-1", "uid-job"))),
 	)
 	factory := informers.NewSharedInformerFactory(client, 0)
-	podInf := factory.Core().V1().Pods().Informer()
-	nodeInf := factory.Core().V1().Nodes().Informer()
-	rsInf := factory.Apps().V1().ReplicaSets()
-	jobInf := factory.Batch().V1().Jobs()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		cancel()
-		factory.Shutdown() // waits for the informers' and handlers' goroutines
-	})
-
-	rsLister, jobLister := rsInf.Lister(), jobInf.Lister() // before Start, so that Start starts them
-
-	// The recommended order: handlers are added once the ReplicaSet and Job caches have
-	// synced, so that the replayed initial list resolves every owner.
-	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), rsInf.Informer().HasSynced, jobInf.Informer().HasSynced) {
-		t.Fatal("caches did not sync")
-	}
 	w := newFakeCatalog()
-	inv, err := NewInventory(w, podInf, nodeInf, rsLister, jobLister, func() time.Time { return invT0 }, slogt(t))
+	inv, err := New(w, Config{
+		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
+		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
+		Now: func() time.Time { return invT0 },
+	}, slogt(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), inv.HasSynced) {
-		t.Fatal("handlers did not sync")
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		factory.Shutdown() // waits for the informers' and handlers' goroutines
+	})
+	// Run adds its handlers once the ReplicaSet and Job caches have synced, so that the
+	// replayed initial list resolves every owner.
+	factory.Start(ctx.Done())
+	go func() { runErr <- inv.Run(ctx) }()
+	w.waitFor(t, "the feed in sync", func() bool { return inv.Check() == nil })
+	if !w.has(fakeOp{kind: "reconcilePods", key: "uid-existing", at: invT0}) {
+		t.Error("no reconcile of the initial pod list")
 	}
 	w.waitFor(t, "the initial list's pod and node", func() bool {
 		return len(w.podUpserts("uid-existing")) == 1 && len(w.nodeUpserts("node-a")) == 1
@@ -581,7 +577,8 @@ func TestInventoryInformers(t *testing.T) {
 	// Add: a Deployment's pod.
 	web := newPod("web-7d4b9c-x1", withLabels("app", "web"),
 		withOwner(controllerRef("apps/v1", "ReplicaSet", "web-7d4b9c", "uid-rs")),
-		withContainers(ctr("app", rl("cpu", "250m", "memory", "256Mi"), rl("memory", "256Mi"))))
+		withContainers(ctr("app", rl("cpu", "250m", "memory", "256Mi"), rl("memory", "256Mi"))),
+		withQOS(corev1.PodQOSBurstable)) // the API server sets it; the fake clientset does not
 	web, err = pods.Create(ctx, web, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -630,7 +627,7 @@ func TestInventoryInformers(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.waitFor(t, "the ReplicaSet in the lister", func() bool {
-		_, err := rsInf.Lister().ReplicaSets("shop").Get("api-5f6d8")
+		_, err := inv.rs.ReplicaSets("shop").Get("api-5f6d8")
 		return err == nil
 	})
 	api.Status.Phase = corev1.PodRunning
@@ -690,8 +687,10 @@ func TestResyncStopsWithContext(t *testing.T) {
 	t.Parallel()
 	client := fake.NewSimpleClientset(newPod("p"))
 	factory := informers.NewSharedInformerFactory(client, 0)
-	inv, err := NewInventory(newFakeCatalog(), factory.Core().V1().Pods().Informer(), factory.Core().V1().Nodes().Informer(),
-		factory.Apps().V1().ReplicaSets().Lister(), factory.Batch().V1().Jobs().Lister(), nil, slogt(t))
+	inv, err := New(newFakeCatalog(), Config{
+		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
+		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
+	}, slogt(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -701,7 +700,7 @@ func TestResyncStopsWithContext(t *testing.T) {
 		factory.Shutdown()
 	})
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), inv.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), factory.Core().V1().Pods().Informer().HasSynced) {
 		t.Fatal("caches did not sync")
 	}
 	cancel()
@@ -725,12 +724,14 @@ type fakeOp struct {
 type fakeCatalog struct {
 	changed chan struct{} // capacity 1
 
-	mu  sync.Mutex // guards ops and err
-	ops []fakeOp
-	err error // returned (and the call not recorded) while set
+	mu     sync.Mutex // guards ops, err, stats and health
+	ops    []fakeOp
+	err    error // returned (and the call not recorded) while set
+	stats  catalog.Stats
+	health error
 }
 
-var _ CatalogWriter = (*fakeCatalog)(nil)
+var _ Catalog = (*fakeCatalog)(nil)
 
 func newFakeCatalog() *fakeCatalog { return &fakeCatalog{changed: make(chan struct{}, 1)} }
 
@@ -770,6 +771,45 @@ func (f *fakeCatalog) MarkPodDeleted(uid string, at time.Time) error {
 
 func (f *fakeCatalog) MarkNodeDeleted(name string, at time.Time) error {
 	return f.record(fakeOp{kind: "deleteNode", key: name, at: at})
+}
+
+// ReconcilePods records one reconcilePods op per present UID (key "" for an empty list).
+func (f *fakeCatalog) ReconcilePods(present []string, at time.Time) error {
+	return f.reconcile("reconcilePods", present, at)
+}
+
+func (f *fakeCatalog) ReconcileNodes(present []string, at time.Time) error {
+	return f.reconcile("reconcileNodes", present, at)
+}
+
+func (f *fakeCatalog) reconcile(kind string, present []string, at time.Time) error {
+	if len(present) == 0 {
+		present = []string{""}
+	}
+	for _, k := range slices.Sorted(slices.Values(present)) {
+		if err := f.record(fakeOp{kind: kind, key: k, at: at}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeCatalog) Stats() catalog.Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+
+func (f *fakeCatalog) Health() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.health
+}
+
+func (f *fakeCatalog) setStats(s catalog.Stats, health error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stats, f.health = s, health
 }
 
 func (f *fakeCatalog) setErr(err error) {
