@@ -359,4 +359,3 @@ func (f *Feed) logWriteError(msg string, err error, args ...any) {
 	}
 	f.log.Log(context.Background(), level, msg, append(args, "err", err)...)
 }
-

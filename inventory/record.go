@@ -147,4 +147,3 @@ func firstLabel(labels map[string]string, keys ...string) string {
 	}
 	return ""
 }
-
