@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,11 @@ func TestKillNineMidScrape(t *testing.T) {
 	maxGap := 2*resolution + 3*time.Second // one lost round, plus restart and jitter
 	var largest time.Duration
 	for series, ts := range samples {
+		// Every pod exists in the API before Hindsight starts: no sample of a known pod is
+		// stored without its UID.
+		if strings.HasPrefix(series, `{__name__="container_`) && !strings.Contains(series, `uid="`) {
+			t.Errorf("%s: stored without its pod's uid label", series)
+		}
 		want := int(end.Sub(start)/resolution) - 3 // at most one round lost per kill
 		if len(ts) < want {
 			t.Errorf("%s: %d samples over %s, want at least %d", series, len(ts), end.Sub(start).Round(time.Second), want)

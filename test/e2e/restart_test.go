@@ -163,6 +163,10 @@ func TestRestartServesAtOnce(t *testing.T) {
 		if r.Owner != (catalog.Owner{Kind: "Deployment", Name: "steady"}) || r.Controller.Kind != "ReplicaSet" {
 			t.Errorf("pod %s: owner %v via %v, want Deployment/steady via a ReplicaSet", r.Name, r.Owner, r.Controller)
 		}
+		// status.qosClass, which the kube-apiserver sets on every pod it creates.
+		if r.QoSClass != "Burstable" {
+			t.Errorf("pod %s: QoS class %q, want Burstable (a 100m request without limits)", r.Name, r.QoSClass)
+		}
 		if len(r.Containers) != 1 || r.Containers[0].Requests["cpu"] != 100 {
 			t.Errorf("pod %s: containers %+v, want one requesting 100m CPU", r.Name, r.Containers)
 		}
