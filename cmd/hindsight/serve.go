@@ -28,6 +28,7 @@ import (
 
 	"github.com/hindsight-metrics/hindsight/apiserver"
 	"github.com/hindsight-metrics/hindsight/httpapi"
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 	"github.com/hindsight-metrics/hindsight/httpapi/promapi"
 	"github.com/hindsight-metrics/hindsight/scraper"
 	"github.com/hindsight-metrics/hindsight/tsdb"
@@ -142,6 +143,11 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("create API server: %w", err)
 	}
+	// One query budget guards the TSDB for both read APIs.
+	queries, err := budget.New(budget.DefaultSize)
+	if err != nil {
+		return fmt.Errorf("create query budget: %w", err)
+	}
 	history, err := httpapi.New(httpapi.Config{
 		Samples:      db,
 		Catalog:      cat,
@@ -150,6 +156,7 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		MaxPoints:    o.historyMaxPoints,
 		MaxSeries:    o.historyMaxSeries,
 		QueryTimeout: o.historyQueryTimeout,
+		Budget:       queries,
 		Log:          log.With("component", "history"),
 		Registerer:   reg,
 	})
@@ -164,6 +171,7 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		Revision:    "hindsight " + version,
 		Timeout:     o.historyQueryTimeout,
 		MaxSamples:  o.promMaxSamples,
+		Budget:      queries,
 		Unavailable: []error{tsdb.ErrClosed},
 		Registerer:  reg,
 	}, log.With("component", "promapi"))
