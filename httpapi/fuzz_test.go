@@ -4,12 +4,9 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/common/model"
 )
 
 // fuzzNow is the clock of the fuzz tests.
@@ -34,58 +31,6 @@ func checkParamError(t *testing.T, err error) {
 	default:
 		t.Fatalf("error %T %v: want *apiError or *limitError", err, err)
 	}
-}
-
-func FuzzParseTime(f *testing.F) {
-	for _, s := range []string{"", "now", "now-", "now+", "-", "-24h", "now-7d", "now+1h", "-1h30m", "now-1.5d", "now--5m", "now-+5",
-		"2026-11-30T00:00:00Z", "2026-11-30T00:00:00.123456789+05:30", "2026-11-30T00:00:00", "1969-12-31T23:59:59Z", "2199-12-31T23:59:59.999999999Z",
-		"2200-01-01T00:00:00Z", "0", "1795996800", "1795996800.5", "-1", "7258118399.9999999", "7258118400", "1e9", "0x1p30", "NaN", "Inf", "-Inf",
-		"+1700000000", "1_000", ".5", "-.5", "now-0.000000001s", "now-3650d", "now-3651d", "now-520w", "now-9999999999999999999h"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseTime(s, fuzzNow)
-		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error")
-			}
-			return
-		}
-		if got.Before(minTime) || !got.Before(maxTime) {
-			t.Fatalf("parseTime(%q) = %s, outside 1970-2200", s, got)
-		}
-		// What it returns, written in RFC 3339, reads back the same.
-		back, err := parseTime(got.Format(time.RFC3339Nano), fuzzNow)
-		if err != nil || !back.Equal(got) {
-			t.Fatalf("parseTime(%q) = %s, which reads back as %s, %v", s, got, back, err)
-		}
-	})
-}
-
-func FuzzParseDuration(f *testing.F) {
-	for _, s := range []string{"", "0", "60", "0.5", "1.001", "90s", "15m", "24h", "7d", "2w", "1y", "1d12h", "1h30m", "0.29h", "1500ms",
-		"1.2.3s", "5m-", "-5m", "5", "s", "m5", ".", ".5s", "1e3", "1e3s", "0x10", "Inf", "NaN", "-0", "+5", "3650d", "3650d1ms", "3651d",
-		"520w", "521w", "99999999999999999999s", "1µs", "1ns", "01m", "9223372036854775807ms"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseDuration(s)
-		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error")
-			}
-			return
-		}
-		if got < 0 || got > maxDuration || got%time.Millisecond != 0 {
-			t.Fatalf("parseDuration(%q) = %s, outside 0-10 years or finer than a millisecond", s, got)
-		}
-		// It reads back the same, written as Prometheus writes durations and in seconds.
-		for _, back := range []string{model.Duration(got).String(), strconv.FormatFloat(got.Seconds(), 'f', -1, 64)} {
-			if again, err := parseDuration(back); err != nil || again != got {
-				t.Fatalf("parseDuration(%q) = %s, which reads back from %q as %s, %v", s, got, back, again, err)
-			}
-		}
-	})
 }
 
 var suggested = regexp.MustCompile(`use a step of at least (\S+)$`)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
@@ -46,10 +47,9 @@ type Authorizer interface {
 
 // Defaults of Config's limits.
 const (
-	DefaultMaxPoints     = 11_000
-	DefaultMaxSeries     = 1_000
-	DefaultQueryTimeout  = time.Minute
-	DefaultMaxConcurrent = 4
+	DefaultMaxPoints    = 11_000
+	DefaultMaxSeries    = 1_000
+	DefaultQueryTimeout = time.Minute
 	// maxValues bounds the values one response holds (series × steps × resources), so
 	// that the largest allowed response stays within about 100 MB of memory.
 	maxValues = 4_000_000
@@ -70,9 +70,10 @@ type Config struct {
 	MaxSeries int
 	// QueryTimeout bounds one request's time (--history-query-timeout). 0 means 1m.
 	QueryTimeout time.Duration
-	// MaxConcurrent bounds the queries computed at once; more wait for their turn until
-	// their deadline. 0 means 4.
-	MaxConcurrent int
+	// Budget bounds the queries computed at once, shared with the other APIs that read
+	// the same storage; more wait for their turn until their deadline. Nil means a
+	// budget of the handler's own, of budget.DefaultSize (4).
+	Budget *budget.Budget
 	// Log receives failed queries. Nil discards.
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -94,7 +95,7 @@ func (c *Config) Validate() error {
 	if c.Authorizer == nil {
 		errs = append(errs, errors.New("history api: Authorizer is required"))
 	}
-	for name, v := range map[string]int{"MaxPoints": c.MaxPoints, "MaxSeries": c.MaxSeries, "MaxConcurrent": c.MaxConcurrent} {
+	for name, v := range map[string]int{"MaxPoints": c.MaxPoints, "MaxSeries": c.MaxSeries} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("history api: %s must not be negative, got %d", name, v))
 		}
@@ -110,7 +111,6 @@ type Handler struct {
 	cfg     Config
 	log     *slog.Logger
 	router  chi.Router
-	slots   chan struct{}
 	metrics *selfMetrics
 }
 
@@ -133,8 +133,8 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.QueryTimeout == 0 {
 		cfg.QueryTimeout = DefaultQueryTimeout
 	}
-	if cfg.MaxConcurrent == 0 {
-		cfg.MaxConcurrent = DefaultMaxConcurrent
+	if cfg.Budget == nil {
+		cfg.Budget, _ = budget.New(budget.DefaultSize) // cannot fail: a positive size
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -146,7 +146,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, slots: make(chan struct{}, cfg.MaxConcurrent), metrics: m}
+	h := &Handler{cfg: cfg, log: cfg.Log, metrics: m}
 	r := chi.NewRouter()
 	// JSON and CSV answers shrink five- to ninefold with gzip (curl --compressed; TestGzip).
 	r.Use(h.requireUser, getOnly, middleware.Compress(5, "application/json", "text/csv"))
@@ -201,12 +201,10 @@ func getOnly(next http.Handler) http.Handler {
 // endpoint computes a response from a request's parsed query.
 type endpoint func(ctx context.Context, r *http.Request, q *query) (*result, error)
 
-// query wraps an endpoint: parse, wait for a slot, compute within the timeout, encode.
+// query wraps an endpoint: parse, wait for a slot of the budget, compute within the
+// timeout, encode; the request is counted and timed under the endpoint label name.
 func (h *Handler) query(name string, e endpoint) http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		w := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
-		start := time.Now()
-		defer func() { h.metrics.observe(name, w.code, time.Since(start)) }()
+	return h.metrics.instrument(name, func(w http.ResponseWriter, r *http.Request) {
 		now := h.cfg.Now()
 		q, err := parseQuery(r.URL.Query(), r.Header.Get("Accept"), now, limits{resolution: h.cfg.Resolution, maxPoints: h.cfg.MaxPoints})
 		if err != nil {
@@ -215,14 +213,13 @@ func (h *Handler) query(name string, e endpoint) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
 		defer cancel()
-		select {
-		case h.slots <- struct{}{}:
-			defer func() { <-h.slots }()
-		case <-ctx.Done():
+		release, err := h.cfg.Budget.Acquire(ctx)
+		if err != nil {
 			writeError(w, h.log, r, &apiError{status: http.StatusServiceUnavailable, reason: "Busy",
-				msg: fmt.Sprintf("%d history queries are running; none finished in time: try again", cap(h.slots))})
+				msg: fmt.Sprintf("all %d query slots (shared with the Prometheus API) are taken and none was freed in time: try again", h.cfg.Budget.Size())})
 			return
 		}
+		defer release()
 		res, err := e(ctx, r, q)
 		if err != nil {
 			writeError(w, h.log, r, err)
@@ -231,7 +228,7 @@ func (h *Handler) query(name string, e endpoint) http.HandlerFunc {
 		if err := encode(w, q, res); err != nil {
 			h.log.Debug("Writing a history response failed", "path", r.URL.Path, "err", err)
 		}
-	}
+	})
 }
 
 // The index lists the endpoints.

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
@@ -758,4 +759,14 @@ func checkValues(t testing.TB, what string, got []*float64, want []float64) {
 			t.Errorf("%s: step %d is %v, want %v", what, i, g, want[i])
 		}
 	}
+}
+
+// newBudget returns a query budget of size slots.
+func newBudget(t testing.TB, size int) *budget.Budget {
+	t.Helper()
+	b, err := budget.New(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

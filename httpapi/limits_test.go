@@ -36,7 +36,7 @@ func TestBusy(t *testing.T) {
 	bs := &blockingSamples{DB: e.db, entered: make(chan struct{}, 16), release: make(chan struct{})}
 	cfg := e.config()
 	cfg.Samples = bs
-	cfg.MaxConcurrent = 1
+	cfg.Budget = newBudget(t, 1)
 	h := newTestHandler(t, cfg)
 	path := "/history/v1/nodes/n1?resource=cpu&" + goldenRange
 
@@ -56,7 +56,7 @@ func TestBusy(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("second query: status %d, want 503: %s", w.Code, w.Body)
 	}
-	if body := decodeError(t, w); body.Reason != "Busy" || body.Message != "1 history queries are running; none finished in time: try again" {
+	if body := decodeError(t, w); body.Reason != "Busy" || body.Message != "all 1 query slots (shared with the Prometheus API) are taken and none was freed in time: try again" {
 		t.Errorf("second query: %+v", body)
 	}
 	select {
@@ -97,7 +97,7 @@ func TestTimeout(t *testing.T) {
 	cfg := e.config()
 	cfg.Samples = ss
 	cfg.QueryTimeout = 10 * time.Millisecond
-	cfg.MaxConcurrent = 1
+	cfg.Budget = newBudget(t, 1)
 	h := newTestHandler(t, cfg)
 	for _, path := range []string{"/cluster", "/nodes", "/namespaces", "/namespaces/shop", "/namespaces/shop/pods/web-a/containers", "/namespaces/shop/deployments/web"} {
 		w := get(t, h, "admin", "/history/v1"+path+"?"+goldenRange)

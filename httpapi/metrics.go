@@ -3,10 +3,9 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // selfMetrics are the history API's self-metrics.
@@ -40,24 +39,10 @@ func newSelfMetrics(reg prometheus.Registerer) (*selfMetrics, error) {
 	return m, nil
 }
 
-func (m *selfMetrics) observe(endpoint string, code int, took time.Duration) {
-	m.requests.WithLabelValues(endpoint, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(endpoint).Observe(took.Seconds())
+// instrument counts and times the requests next serves under the endpoint label name,
+// with promhttp's instrumentation.
+func (m *selfMetrics) instrument(endpoint string, next http.HandlerFunc) http.HandlerFunc {
+	l := prometheus.Labels{"endpoint": endpoint}
+	return promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l),
+		promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l), next))
 }
-
-// statusWriter remembers the status code written.
-type statusWriter struct {
-	http.ResponseWriter
-	code        int
-	wroteHeader bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wroteHeader {
-		w.code, w.wroteHeader = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -3,16 +3,14 @@ package httpapi
 import (
 	"fmt"
 	"maps"
-	"math"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/hindsight-metrics/hindsight/httpapi/internal/querytime"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
 
@@ -130,11 +128,14 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 		return nil, paramError(paramStart, "%s is not before end %s", q.start.Format(time.RFC3339), q.end.Format(time.RFC3339))
 	}
 	if s := v.Get(paramStep); s != "" {
-		if q.step, err = parseDuration(s); err != nil {
+		if q.step, err = querytime.Duration(s); err != nil {
 			return nil, paramError(paramStep, "%v", err)
 		}
 		if q.step < time.Second {
 			return nil, paramError(paramStep, "%s is shorter than 1s", q.step)
+		}
+		if q.step > maxStep {
+			return nil, paramError(paramStep, "%q is longer than 10 years", s)
 		}
 		if q.step%time.Second != 0 {
 			return nil, paramError(paramStep, "%s is not a whole number of seconds", q.step)
@@ -235,75 +236,26 @@ func acceptsCSV(accept string) bool {
 	return false
 }
 
-// minTime and maxTime bound the times a query may name, so that a time plus or minus a
-// step stays within Unix nanoseconds (1678-2262).
+// minTime and maxTime bound the times of the history grid, so that a time plus or minus
+// a step stays within Unix nanoseconds (1678-2262); maxStep bounds its step likewise.
 var (
 	minTime = time.Unix(0, 0)
 	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// parseTime parses an RFC 3339 time, Unix seconds (with a fraction), "now", or a time
-// relative to now: "-24h", "now-7d", "now+1h", "-1h30m".
+const maxStep = 10 * 365 * 24 * time.Hour
+
+// parseTime parses a time of the grid: what querytime.Time accepts (RFC 3339, Unix
+// seconds, now, relative to now), within 1970-2200.
 func parseTime(s string, now time.Time) (time.Time, error) {
-	var t time.Time
-	switch {
-	case s == "now":
-		t = now
-	case strings.HasPrefix(s, "now-"), strings.HasPrefix(s, "now+"), strings.HasPrefix(s, "-"):
-		rel := strings.TrimPrefix(s, "now")
-		d, err := parseDuration(rel[1:])
-		if err != nil {
-			return time.Time{}, fmt.Errorf("relative time %q: %w", s, err)
-		}
-		if rel[0] == '-' {
-			d = -d
-		}
-		t = now.Add(d)
-	default:
-		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			if math.IsNaN(f) || math.IsInf(f, 0) || f < float64(minTime.Unix()) || f >= float64(maxTime.Unix()) {
-				return time.Time{}, fmt.Errorf("%q is not a Unix time between 1970 and 2200", s)
-			}
-			sec, frac := math.Modf(f)
-			t = time.Unix(int64(sec), int64(math.Round(frac*1e9)))
-			break
-		}
-		var err error
-		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
-			return time.Time{}, fmt.Errorf("%q is neither RFC 3339 (2006-01-02T15:04:05Z), Unix seconds, now, nor relative (-24h, now-7d)", s)
-		}
+	t, err := querytime.Time(s, now)
+	if err != nil {
+		return time.Time{}, err
 	}
 	if t.Before(minTime) || !t.Before(maxTime) {
 		return time.Time{}, fmt.Errorf("%q is outside 1970-2200", s)
 	}
 	return t, nil
-}
-
-// maxDuration bounds durations, so that arithmetic on them cannot overflow.
-const maxDuration = 10 * 365 * 24 * time.Hour
-
-// parseDuration parses a duration as Prometheus writes them (model.ParseDuration: "90s",
-// "15m", "1h30m", "7d", "2w"; the units ms, s, m, h, d, w, y, largest first), or a number
-// of seconds ("300", "0.5", kept to the millisecond), so that a step or a relative time
-// copied from a PromQL query or a Grafana panel means the same here.
-func parseDuration(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, fmt.Errorf("empty duration")
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if math.IsNaN(f) || f < 0 || f > maxDuration.Seconds() {
-			return 0, fmt.Errorf("%q seconds is not between 0 and 10 years", s)
-		}
-		return time.Duration(math.Round(f*1e3)) * time.Millisecond, nil
-	}
-	d, err := model.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as 90s, 15m, 1h30m, 7d or 2w, nor a number of seconds", s)
-	}
-	if time.Duration(d) > maxDuration {
-		return 0, fmt.Errorf("%q is longer than 10 years", s)
-	}
-	return time.Duration(d), nil
 }
 
 // defaultStep returns the smallest nice step of at least the resolution that keeps a

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
 
@@ -26,8 +27,8 @@ func TestParseTime(t *testing.T) {
 		{"now-2w", now.Add(-14 * 24 * time.Hour)},
 		{"now-1044", now.Add(-1044 * time.Second)},
 		{"now-1y", now.Add(-365 * 24 * time.Hour)},
-		{"-90", now.Add(-90 * time.Second)},
-		{"-1", now.Add(-time.Second)},
+		{"-90s", now.Add(-90 * time.Second)},
+		{"now-1", now.Add(-time.Second)},
 		{"2026-11-30T00:00:00Z", time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)},
 		{"2026-11-30T01:00:00+01:00", time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)},
 		{"2026-11-30T00:00:00.25Z", time.Date(2026, 11, 30, 0, 0, 0, 250e6, time.UTC)},
@@ -41,44 +42,10 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"", "yesterday", "now-", "now+", "-", "now-0.29h", "now--1h", "1969-12-31T23:59:59Z",
-		"2200-01-01T00:00:00Z", "7258118400", "NaN", "Inf", "2026-11-30", "2026-11-30T00:00:00", "now-3651d"} {
+		"2200-01-01T00:00:00Z", "7258118400", "NaN", "Inf", "2026-11-30", "2026-11-30T00:00:00", "now-300y",
+		"-90"} { // a number is Unix seconds, as in Prometheus: -90 is in 1969
 		if got, err := parseTime(in, now); err == nil {
 			t.Errorf("parseTime(%q) = %s, want an error", in, got)
-		}
-	}
-}
-
-func TestParseDuration(t *testing.T) {
-	day := 24 * time.Hour
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{
-		{"0", 0},
-		{"60", time.Minute},
-		{"0.5", 500 * time.Millisecond},
-		{"1.001", 1001 * time.Millisecond}, // kept to the millisecond, not 1.000999999s
-		{"0.0001", 0},
-		{"90s", 90 * time.Second},
-		{"15m", 15 * time.Minute},
-		{"24h", day},
-		{"7d", 7 * day},
-		{"2w", 14 * day},
-		{"1y", 365 * day},
-		{"1d12h", 36 * time.Hour},
-		{"1h30m15s", 5415 * time.Second},
-		{"1500ms", 1500 * time.Millisecond},
-		{"3650d", maxDuration},
-	} {
-		got, err := parseDuration(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("parseDuration(%q) = %s, %v; want %s", tc.in, got, err, tc.want)
-		}
-	}
-	for _, in := range []string{"", "s", "m5", ".", "-5m", "-5", "1µs", "5m-", "1.2.3s", "1.5h", "30m1h", "3651d", "3650d1ms", "11y",
-		"NaN", "Inf", "99999999999999999999s", "9223372036854775807ms"} {
-		if got, err := parseDuration(in); err == nil {
-			t.Errorf("parseDuration(%q) = %s, want an error", in, got)
 		}
 	}
 }
@@ -172,7 +139,6 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.MaxPoints = -1 }, "MaxPoints must not be negative, got -1"},
 		{func(c *Config) { c.MaxSeries = -2 }, "MaxSeries must not be negative, got -2"},
-		{func(c *Config) { c.MaxConcurrent = -3 }, "MaxConcurrent must not be negative, got -3"},
 		{func(c *Config) { c.Resolution = -time.Second }, "Resolution and QueryTimeout must not be negative"},
 		{func(c *Config) { c.QueryTimeout = -time.Second }, "Resolution and QueryTimeout must not be negative"},
 	} {
@@ -189,7 +155,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h.cfg.MaxPoints != DefaultMaxPoints || h.cfg.MaxSeries != DefaultMaxSeries || h.cfg.QueryTimeout != DefaultQueryTimeout ||
-		cap(h.slots) != DefaultMaxConcurrent || h.cfg.Resolution != tsdb.DefaultResolution || h.cfg.Now == nil || h.log == nil {
+		h.cfg.Budget.Size() != budget.DefaultSize || h.cfg.Resolution != tsdb.DefaultResolution || h.cfg.Now == nil || h.log == nil {
 		t.Errorf("defaults: %+v", h.cfg)
 	}
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"regexp"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
@@ -571,10 +575,47 @@ func TestIndex(t *testing.T) {
 	}
 	var index struct {
 		Endpoints []string `json:"endpoints"`
+		OpenAPI   string   `json:"openapi"`
 	}
 	if err := json.Unmarshal(get(t, h, "admin", "/history/v1/").Body.Bytes(), &index); err != nil || len(index.Endpoints) < 10 {
 		t.Fatalf("index: %v %v", index, err)
 	}
+
+	// The routes, the index and the OpenAPI document name the same paths: a route missing
+	// from either, or a path of either that is not routed, fails.
+	bare, err := New(e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	if err := chi.Walk(bare.router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if method == http.MethodGet {
+			routes = append(routes, route)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(routes)
+	kinds := regexp.MustCompile(`\{[a-z]+(\|[a-z]+)+\}`) // {deployments|statefulsets|…} is {workloads}
+	indexed := []string{Prefix, index.OpenAPI}
+	for _, ep := range index.Endpoints {
+		indexed = append(indexed, kinds.ReplaceAllString(ep, "{workloads}"))
+	}
+	slices.Sort(indexed)
+	if diff := cmp.Diff(routes, indexed); diff != "" {
+		t.Errorf("routes (-) and the index (+) differ:\n%s", diff)
+	}
+	var doc struct {
+		Paths map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPIJSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(routes, slices.Sorted(maps.Keys(doc.Paths))); diff != "" {
+		t.Errorf("routes (-) and the OpenAPI document's paths (+) differ:\n%s", diff)
+	}
+
 	fill := strings.NewReplacer("{node}", "n1", "{namespace}", "shop", "{pod}", "web-a", "{uid}", "u-web-a", "{name}", "web")
 	alternatives := regexp.MustCompile(`\{([a-z]+(\|[a-z]+)+)\}`)
 	for _, ep := range index.Endpoints {

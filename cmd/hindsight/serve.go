@@ -28,6 +28,7 @@ import (
 
 	"github.com/hindsight-metrics/hindsight/apiserver"
 	"github.com/hindsight-metrics/hindsight/httpapi"
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 	"github.com/hindsight-metrics/hindsight/httpapi/promapi"
 	"github.com/hindsight-metrics/hindsight/inventory"
 	"github.com/hindsight-metrics/hindsight/scraper"
@@ -272,6 +273,11 @@ func newServers(o *options, st *storage, inf *informerSet, scr *scraper.Scraper,
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
 	}
+	// One query budget guards the TSDB for both read APIs.
+	queries, err := budget.New(budget.DefaultSize)
+	if err != nil {
+		return fmt.Errorf("create query budget: %w", err)
+	}
 	history, err := httpapi.New(httpapi.Config{
 		Samples:      st.db,
 		Catalog:      st.catalog,
@@ -280,6 +286,7 @@ func newServers(o *options, st *storage, inf *informerSet, scr *scraper.Scraper,
 		MaxPoints:    o.historyMaxPoints,
 		MaxSeries:    o.historyMaxSeries,
 		QueryTimeout: o.historyQueryTimeout,
+		Budget:       queries,
 		Log:          log.With("component", "history"),
 		Registerer:   reg,
 	})
@@ -294,6 +301,7 @@ func newServers(o *options, st *storage, inf *informerSet, scr *scraper.Scraper,
 		Revision:    "hindsight " + version,
 		Timeout:     o.historyQueryTimeout,
 		MaxSamples:  o.promMaxSamples,
+		Budget:      queries,
 		Unavailable: []error{tsdb.ErrClosed},
 		Registerer:  reg,
 	}, log.With("component", "promapi"))

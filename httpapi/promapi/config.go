@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 )
 
 // Fixed limits on requests.
@@ -30,7 +32,6 @@ const (
 	DefaultMaxSamples    = 50_000_000
 	DefaultTimeout       = 2 * time.Minute
 	DefaultLookbackDelta = 5 * time.Minute
-	DefaultMaxConcurrent = 4
 )
 
 // subqueryStep is the step of a subquery written without one (rate(x[5m:])): Prometheus
@@ -65,9 +66,10 @@ type Config struct {
 	Timeout time.Duration
 	// LookbackDelta is how far back an instant vector looks for a sample. Default 5m.
 	LookbackDelta time.Duration
-	// MaxConcurrent is the number of requests that read storage at once; the others
-	// wait. Default 4.
-	MaxConcurrent int
+	// Budget bounds the requests that read storage at once, shared with the other APIs
+	// that read the same storage; the others wait. Nil means a budget of this handler's
+	// own, of budget.DefaultSize (4).
+	Budget *budget.Budget
 
 	// Unavailable lists errors (compared with errors.Is) that mean the storage is not
 	// serving, tsdb.ErrClosed for instance: a request failing with one of them answers
@@ -102,7 +104,6 @@ func (c Config) withDefaults() (Config, error) {
 		"max samples":    int64(c.MaxSamples),
 		"timeout":        int64(c.Timeout),
 		"lookback delta": int64(c.LookbackDelta),
-		"max concurrent": int64(c.MaxConcurrent),
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s is negative", name))
@@ -123,8 +124,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LookbackDelta == 0 {
 		c.LookbackDelta = DefaultLookbackDelta
 	}
-	if c.MaxConcurrent == 0 {
-		c.MaxConcurrent = DefaultMaxConcurrent
+	if c.Budget == nil {
+		c.Budget, _ = budget.New(budget.DefaultSize) // cannot fail: a positive size
 	}
 	return c, nil
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 )
 
 func TestNewRefuses(t *testing.T) {
@@ -27,7 +29,6 @@ func TestNewRefuses(t *testing.T) {
 		{"no queryable", Config{Prefix: prefix, Authorize: allow}, "queryable is required"},
 		{"no authorization", Config{Prefix: prefix, Queryable: q}, "authorize is required: the api is never served without authorization"},
 		{"negative timeout", Config{Prefix: prefix, Queryable: q, Authorize: allow, Timeout: -time.Second}, "timeout is negative"},
-		{"negative concurrency", Config{Prefix: prefix, Queryable: q, Authorize: allow, MaxConcurrent: -1}, "max concurrent is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +47,7 @@ func TestDefaults(t *testing.T) {
 	}
 	c := h.cfg
 	if c.Prefix != prefix || c.MaxSamples != DefaultMaxSamples || c.Timeout != DefaultTimeout ||
-		c.LookbackDelta != DefaultLookbackDelta || c.MaxConcurrent != DefaultMaxConcurrent || cap(h.slots) != DefaultMaxConcurrent {
+		c.LookbackDelta != DefaultLookbackDelta || c.Budget == nil || h.budget.Size() != budget.DefaultSize {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.Version != EngineVersion() {
@@ -109,7 +110,7 @@ func TestMetrics(t *testing.T) {
 		handler, code string
 		want          float64
 	}{{"/query", "400", 1}, {"/query", "200", 1}, {"other", "404", 1}} {
-		if got := testutil.ToFloat64(h.metrics.requests.WithLabelValues(c.handler, c.code)); got != c.want {
+		if got := testutil.ToFloat64(h.metrics.requests.WithLabelValues(c.handler, c.code)); got != c.want { // promhttp's code label
 			t.Errorf("requests{%s,%s} = %v, want %v", c.handler, c.code, got, c.want)
 		}
 	}

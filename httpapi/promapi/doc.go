@@ -20,14 +20,15 @@
 //	metadata              an empty object: the stored series carry no metadata
 //	query_exemplars       an empty list: nothing stores exemplars
 //
-// Every other path answers 404 with errorType "not_found", and other methods 405. Times are
-// RFC 3339 or Unix seconds with a fraction, durations Prometheus durations (15s, 1h30m) or
-// seconds; both are parsed like Prometheus does. series, labels and label values default
-// to all of time.
+// Every other path answers 404 with errorType "not_found", and other methods 405. Times and
+// durations are parsed by package querytime, as the history API parses them: Prometheus'
+// syntax (RFC 3339 or Unix seconds; Prometheus durations or seconds), plus now and times
+// relative to now. series, labels and label values default to all of time.
 //
-// Responses are Prometheus' JSON envelope, byte for byte the encoding of Prometheus'
-// own API: {"status":"success","data":...,"warnings":[...],"infos":[...]}, warnings and
-// infos left out when empty; samples as [<unix seconds>, "<value>"]. Errors are
+// Responses are Prometheus' JSON envelope, encoded by Prometheus' own codec
+// (web/api/v1.JSONCodec, v1.Response, v1.QueryData, v1.PrometheusVersion):
+// {"status":"success","data":...,"warnings":[...],"infos":[...]}, warnings and infos left
+// out when empty; samples as [<unix seconds>, "<value>"]. Errors are
 // {"status":"error","errorType":...,"error":...} with these status codes:
 //
 //	400 bad_data      a parameter that does not parse or exceeds a limit
@@ -45,8 +46,9 @@
 //     (64 KiB); at most MaxMatchers (100) match[] are taken, each up to MaxQueryBytes.
 //   - A range query yields at most MaxPoints (11,000) points per series, step > 0, with
 //     Prometheus' error message otherwise.
-//   - Config.MaxConcurrent (4) storage requests run at once; the others wait for a slot
-//     while their context lasts. The wait counts towards the timeout, as in Prometheus.
+//   - Config.Budget (budget.DefaultSize, 4, when nil) bounds the storage requests that run
+//     at once, shared with the history API; the others wait for a slot while their
+//     context lasts. The wait counts towards the timeout, as in Prometheus.
 //   - Config.Timeout (2m) bounds each request, waiting included; a timeout parameter can
 //     only shorten it. Config.MaxSamples (50,000,000) bounds the samples a query holds.
 //

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	promtsdb "github.com/prometheus/prometheus/tsdb"
+
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 )
 
 func TestBadInput(t *testing.T) {
@@ -168,7 +170,11 @@ func TestTimeout(t *testing.T) {
 
 func TestConcurrencyLimit(t *testing.T) {
 	bq := newBlockingQueryable(openDB(t))
-	h := newHandler(t, bq, func(c *Config) { c.MaxConcurrent = 1 })
+	one, err := budget.New(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(t, bq, func(c *Config) { c.Budget = one })
 	rangeForm := url.Values{"query": {"rate(node_cpu_usage_seconds_total[1m])"}, "start": {unix(time.Minute)}, "end": {unix(2 * time.Minute)}, "step": {"15s"}}
 
 	type answer struct {

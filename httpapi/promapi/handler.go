@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -15,6 +14,10 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/util/annotations"
+	v1 "github.com/prometheus/prometheus/web/api/v1"
+
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
+	"github.com/hindsight-metrics/hindsight/httpapi/internal/querytime"
 )
 
 // Handler serves the Prometheus read API. It is safe for concurrent use.
@@ -24,7 +27,7 @@ type Handler struct {
 	mux     *chi.Mux
 	engine  *promql.Engine
 	parser  parser.Parser
-	slots   chan struct{} // a token per running storage request
+	budget  *budget.Budget
 	metrics *metrics
 	now     func() time.Time
 }
@@ -32,7 +35,7 @@ type Handler struct {
 // result is what an endpoint answers: data or an error, the warnings to show, and what
 // to release once the response is written (a query's memory, a querier, a query slot).
 type result struct {
-	data     jsonData
+	data     any // encoded by Prometheus' v1.JSONCodec
 	err      *apiError
 	warnings annotations.Annotations
 	query    string // the query the warnings' positions refer to
@@ -73,7 +76,7 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 		log:     log,
 		engine:  promql.NewEngine(opts),
 		parser:  p,
-		slots:   make(chan struct{}, cfg.MaxConcurrent),
+		budget:  cfg.Budget,
 		metrics: newMetrics(reg),
 		now:     time.Now,
 	}
@@ -104,22 +107,22 @@ func (h *Handler) routes() *chi.Mux {
 		"/labels":              h.labelNames,
 		"/label/{name}/values": h.labelValues,
 		"/status/buildinfo":    h.serveBuildInfo,
-		"/metadata":            constant(rawJSON(`{}`)),
-		"/query_exemplars":     constant(rawJSON(`[]`)),
+		"/metadata":            constant(struct{}{}),   // {}: no metadata is stored
+		"/query_exemplars":     constant([]struct{}{}), // []: no exemplars are stored
 	} {
-		hf := h.wrap(path, ep)
+		hf := h.metrics.instrument(path, h.wrap(ep))
 		m.Get(p+path, hf)
 		m.Post(p+path, hf)
 	}
-	m.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		h.finish(w, r, "other", time.Now(), result{err: newError(errorNotFound,
+	m.NotFound(h.metrics.instrument("other", func(w http.ResponseWriter, r *http.Request) {
+		h.finish(w, r, result{err: newError(errorNotFound,
 			fmt.Errorf("%s is not served: hindsight serves query, query_range, series, labels, label/<name>/values and status/buildinfo under %s", r.URL.Path, p))})
-	})
-	m.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+	}))
+	m.MethodNotAllowed(h.metrics.instrument("other", func(w http.ResponseWriter, r *http.Request) {
 		aerr := newError(errorBadData, fmt.Errorf("method %s is not allowed on %s: use GET or POST", r.Method, r.URL.Path))
 		aerr.code = http.StatusMethodNotAllowed
-		h.finish(w, r, "other", time.Now(), result{err: aerr})
-	})
+		h.finish(w, r, result{err: aerr})
+	}))
 	return m
 }
 
@@ -131,7 +134,9 @@ func (h *Handler) guard(next http.Handler) http.Handler {
 		}
 		if err := h.cfg.Authorize(r); err != nil {
 			h.log.Debug("request refused", "path", r.URL.Path, "err", err)
-			h.finish(w, r, "forbidden", time.Now(), result{err: newError(errorForbidden, err)})
+			h.metrics.instrument("forbidden", func(w http.ResponseWriter, r *http.Request) {
+				h.finish(w, r, result{err: newError(errorForbidden, err)})
+			}).ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -156,15 +161,14 @@ func (h *Handler) recoverer(next http.Handler) http.Handler {
 	})
 }
 
-// wrap turns an endpoint into a handler: form parsing, response, metrics.
-func (h *Handler) wrap(name string, ep endpoint) http.HandlerFunc {
+// wrap turns an endpoint into a handler: form parsing and response.
+func (h *Handler) wrap(ep endpoint) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
 		if err := r.ParseForm(); err != nil {
-			h.finish(w, r, name, start, result{err: formError(err)})
+			h.finish(w, r, result{err: formError(err)})
 			return
 		}
-		h.finish(w, r, name, start, ep(r))
+		h.finish(w, r, ep(r))
 	}
 }
 
@@ -176,8 +180,8 @@ func formError(err error) *apiError {
 	return newError(errorBadData, fmt.Errorf("error parsing form values: %w", err))
 }
 
-// finish writes the response, releases what the result holds and counts the request.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, name string, start time.Time, res result) {
+// finish writes the response and releases what the result holds.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, res result) {
 	if res.done != nil {
 		defer res.done()
 	}
@@ -194,24 +198,18 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, name string, st
 	} else {
 		writeSuccess(w, h.log, res)
 	}
-	h.metrics.observe(name, code, time.Since(start))
 }
 
-// writeSuccess writes {"status":"success","data":...,"warnings":[...],"infos":[...]}.
+// writeSuccess writes {"status":"success","data":...,"warnings":[...],"infos":[...]}
+// through Prometheus' own codec.
 func writeSuccess(w http.ResponseWriter, log *slog.Logger, res result) {
-	b := make([]byte, 0, 512)
-	b = append(b, `{"status":"success","data":`...)
-	b = res.data.appendJSON(b)
 	warns, infos := res.warnings.AsStrings(res.query, 10, 10)
-	if len(warns) > 0 {
-		b = append(b, `,"warnings":`...)
-		b = appendStrings(b, warns)
+	b, err := v1.JSONCodec{}.Encode(&v1.Response{Status: "success", Data: res.data, Warnings: warns, Infos: infos})
+	if err != nil {
+		log.Error("encoding response", "err", err)
+		writeError(w, newError(errorInternal, fmt.Errorf("encode response: %w", err)))
+		return
 	}
-	if len(infos) > 0 {
-		b = append(b, `,"infos":`...)
-		b = appendStrings(b, infos)
-	}
-	b = append(b, '}')
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	if _, err := w.Write(b); err != nil {
@@ -219,21 +217,21 @@ func writeSuccess(w http.ResponseWriter, log *slog.Logger, res result) {
 	}
 }
 
-// writeError writes {"status":"error","errorType":...,"error":...}.
+// writeError writes {"status":"error","errorType":...,"error":...}, as Prometheus'
+// respondError does.
 func writeError(w http.ResponseWriter, e *apiError) {
-	b := make([]byte, 0, 128)
-	b = append(b, `{"status":"error","errorType":`...)
-	b = appendString(b, string(e.typ))
-	b = append(b, `,"error":`...)
-	b = appendString(b, e.err.Error())
-	b = append(b, '}')
+	b, err := v1.JSONCodec{}.Encode(&v1.Response{Status: "error", ErrorType: string(e.typ), Error: e.err.Error()})
+	if err != nil { // cannot happen: two strings
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.code)
 	_, _ = w.Write(b) // the client is gone; nothing to do
 }
 
 // constant is an endpoint that always answers data.
-func constant(data jsonData) endpoint {
+func constant(data any) endpoint {
 	return func(*http.Request) result { return result{data: data} }
 }
 
@@ -242,7 +240,7 @@ func constant(data jsonData) endpoint {
 func (h *Handler) requestContext(r *http.Request) (context.Context, context.CancelFunc, *apiError) {
 	timeout := h.cfg.Timeout
 	if v := r.Form.Get("timeout"); v != "" {
-		d, err := parseDuration(v)
+		d, err := querytime.Duration(v)
 		if err != nil {
 			return nil, nil, badParam("timeout", err)
 		}
@@ -255,15 +253,11 @@ func (h *Handler) requestContext(r *http.Request) (context.Context, context.Canc
 	return ctx, cancel, nil
 }
 
-// acquire waits for a query slot while ctx lasts and returns its release.
+// acquire waits for a slot of the query budget while ctx lasts and returns its release.
 func (h *Handler) acquire(ctx context.Context) (func(), *apiError) {
-	if err := ctx.Err(); err != nil {
+	release, err := h.budget.Acquire(ctx)
+	if err != nil {
 		return nil, queueError(err)
 	}
-	select {
-	case h.slots <- struct{}{}:
-		return sync.OnceFunc(func() { <-h.slots }), nil
-	case <-ctx.Done():
-		return nil, queueError(ctx.Err())
-	}
+	return release, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
 )
@@ -33,7 +34,7 @@ func (h *Handler) open(r *http.Request, matchRequired bool) (*openQuerier, *apiE
 	if aerr != nil {
 		return nil, aerr
 	}
-	start, end, aerr := timeRange(r)
+	start, end, aerr := timeRange(r, h.now())
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -50,7 +51,7 @@ func (h *Handler) open(r *http.Request, matchRequired bool) (*openQuerier, *apiE
 		cancel()
 		return nil, aerr
 	}
-	mint, maxt := millis(start), millis(end)
+	mint, maxt := timestamp.FromTime(start), timestamp.FromTime(end)
 	q, err := h.cfg.Queryable.Querier(mint, maxt)
 	if err != nil {
 		release()
@@ -157,7 +158,7 @@ func limited(oq *openQuerier, names []string, warnings annotations.Annotations) 
 		names = names[:oq.limit]
 		warnings = warnings.Add(errTruncated)
 	}
-	return result{data: stringList(names), warnings: warnings, done: oq.done}
+	return result{data: names, warnings: warnings, done: oq.done}
 }
 
 // labelName returns the label name of the path, unescaped: chi routes on the escaped

@@ -1,11 +1,11 @@
 package promapi
 
 import (
-	"strconv"
+	"net/http"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // metrics are the handler's own metrics; a nil *metrics records nothing.
@@ -33,12 +33,15 @@ func newMetrics(reg *checkedRegisterer) *metrics {
 	return m
 }
 
-func (m *metrics) observe(handler string, code int, d time.Duration) {
+// instrument counts and times the requests next serves under the handler label name,
+// with promhttp's instrumentation; a nil m returns next.
+func (m *metrics) instrument(name string, next http.HandlerFunc) http.HandlerFunc {
 	if m == nil {
-		return
+		return next
 	}
-	m.requests.WithLabelValues(handler, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(handler).Observe(d.Seconds())
+	l := prometheus.Labels{"handler": name}
+	return promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l),
+		promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l), next))
 }
 
 // checkedRegisterer turns the PromQL engine's MustRegister into Register, so that a

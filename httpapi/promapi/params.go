@@ -8,68 +8,18 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/hindsight-metrics/hindsight/httpapi/internal/querytime"
 )
-
-// The bounds of time ranges left open (series, labels), those of Prometheus' API: the
-// widest that milliseconds since the epoch hold with room to spare.
-var (
-	minTime = time.Unix(math.MinInt64/1000+62135596801, 0).UTC()
-	maxTime = time.Unix(math.MaxInt64/1000-62135596801, 999999999).UTC()
-
-	minTimeFormatted = minTime.Format(time.RFC3339Nano)
-	maxTimeFormatted = maxTime.Format(time.RFC3339Nano)
-)
-
-// parseTime parses a timestamp as Prometheus does: Unix seconds with an optional
-// fraction (rounded to the millisecond) or RFC 3339. Unlike Prometheus, it refuses NaN,
-// infinities and seconds outside [minTime, maxTime].
-func parseTime(s string) (time.Time, error) {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if math.IsNaN(f) || f < float64(minTime.Unix()) || f > float64(maxTime.Unix()) {
-			return time.Time{}, fmt.Errorf("cannot parse %q to a valid timestamp: out of range", s)
-		}
-		sec, frac := math.Modf(f)
-		frac = math.Round(frac*1000) / 1000
-		return time.Unix(int64(sec), int64(frac*float64(time.Second))).UTC(), nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	// time.Parse knows four-digit years only; Prometheus clients send these two bounds.
-	switch s {
-	case minTimeFormatted:
-		return minTime, nil
-	case maxTimeFormatted:
-		return maxTime, nil
-	}
-	return time.Time{}, fmt.Errorf("cannot parse %q to a valid timestamp", s)
-}
-
-// parseDuration parses a duration as Prometheus does: seconds with an optional fraction,
-// or a Prometheus duration such as 1h30m. It refuses NaN and what overflows.
-func parseDuration(s string) (time.Duration, error) {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		ns := f * float64(time.Second)
-		if math.IsNaN(ns) || ns >= float64(math.MaxInt64) || ns <= float64(math.MinInt64) {
-			return 0, fmt.Errorf("cannot parse %q to a valid duration. It overflows int64", s)
-		}
-		return time.Duration(ns), nil
-	}
-	if d, err := model.ParseDuration(s); err == nil {
-		return time.Duration(d), nil
-	}
-	return 0, fmt.Errorf("cannot parse %q to a valid duration", s)
-}
 
 // timeParam parses the form value name, def when it is absent.
-func timeParam(r *http.Request, name string, def time.Time) (time.Time, *apiError) {
+func timeParam(r *http.Request, name string, def, now time.Time) (time.Time, *apiError) {
 	v := r.Form.Get(name)
 	if v == "" {
 		return def, nil
 	}
-	t, err := parseTime(v)
+	t, err := querytime.Time(v, now)
 	if err != nil {
 		return time.Time{}, badParam(name, err)
 	}
@@ -77,12 +27,12 @@ func timeParam(r *http.Request, name string, def time.Time) (time.Time, *apiErro
 }
 
 // timeRange parses start and end, defaulting to all of time.
-func timeRange(r *http.Request) (start, end time.Time, _ *apiError) {
-	start, aerr := timeParam(r, "start", minTime)
+func timeRange(r *http.Request, now time.Time) (start, end time.Time, _ *apiError) {
+	start, aerr := timeParam(r, "start", querytime.MinTime, now)
 	if aerr != nil {
 		return start, end, aerr
 	}
-	end, aerr = timeParam(r, "end", maxTime)
+	end, aerr = timeParam(r, "end", querytime.MaxTime, now)
 	if aerr != nil {
 		return start, end, aerr
 	}
@@ -166,9 +116,4 @@ func selective(set []*labels.Matcher) bool {
 		}
 	}
 	return false
-}
-
-// millis is t in milliseconds since the epoch, as the storage counts.
-func millis(t time.Time) int64 {
-	return t.Unix()*1000 + int64(t.Nanosecond())/int64(time.Millisecond)
 }

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/promql"
+	v1 "github.com/prometheus/prometheus/web/api/v1"
+
+	"github.com/hindsight-metrics/hindsight/httpapi/internal/querytime"
 )
 
 // errTooManyPoints is Prometheus' own error for a range query with too many steps.
@@ -18,7 +21,8 @@ func (h *Handler) query(r *http.Request) result {
 	if aerr != nil {
 		return result{err: aerr}
 	}
-	ts, aerr := timeParam(r, "time", h.now())
+	now := h.now()
+	ts, aerr := timeParam(r, "time", now, now)
 	if aerr != nil {
 		return result{err: aerr}
 	}
@@ -33,18 +37,19 @@ func (h *Handler) queryRange(r *http.Request) result {
 	if aerr != nil {
 		return result{err: aerr}
 	}
-	start, err := parseTime(r.Form.Get("start"))
+	now := h.now()
+	start, err := querytime.Time(r.Form.Get("start"), now)
 	if err != nil {
 		return result{err: badParam("start", err)}
 	}
-	end, err := parseTime(r.Form.Get("end"))
+	end, err := querytime.Time(r.Form.Get("end"), now)
 	if err != nil {
 		return result{err: badParam("end", err)}
 	}
 	if end.Before(start) {
 		return result{err: badParam("end", errors.New("end timestamp must not be before start time"))}
 	}
-	step, err := parseDuration(r.Form.Get("step"))
+	step, err := querytime.Duration(r.Form.Get("step"))
 	if err != nil {
 		return result{err: badParam("step", err)}
 	}
@@ -68,7 +73,7 @@ func (h *Handler) runQuery(r *http.Request, qs string, newQuery func(context.Con
 	}
 	var lookback time.Duration
 	if v := r.Form.Get("lookback_delta"); v != "" {
-		d, err := parseDuration(v)
+		d, err := querytime.Duration(v)
 		if err != nil {
 			return result{err: badParam("lookback_delta", err)}
 		}
@@ -99,7 +104,7 @@ func (h *Handler) runQuery(r *http.Request, qs string, newQuery func(context.Con
 	if limit > 0 && truncate(res, limit) {
 		warnings = warnings.Add(errTruncated)
 	}
-	return result{data: queryData{res.Value}, warnings: warnings, query: qs, done: done}
+	return result{data: &v1.QueryData{ResultType: res.Value.Type(), Result: res.Value}, warnings: warnings, query: qs, done: done}
 }
 
 // errTruncated is Prometheus' warning for a result cut at limit.

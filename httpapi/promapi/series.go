@@ -3,6 +3,7 @@ package promapi
 import (
 	"net/http"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -31,7 +32,7 @@ func (h *Handler) series(r *http.Request) result {
 		}
 		set = storage.NewMergeSeriesSet(sets, 0, storage.ChainedSeriesMerge)
 	}
-	found := labelSets{}
+	found := []labels.Labels{}
 	for i := 1; set.Next(); i++ {
 		if i%checkEvery == 0 {
 			if err := oq.ctx.Err(); err != nil {
