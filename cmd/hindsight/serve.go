@@ -276,7 +276,7 @@ func newServers(o *options, st *storage, inf *informerSet, scr *scraper.Scraper,
 	// One query budget guards the TSDB for both read APIs.
 	queries, err := budget.New(budget.DefaultSize)
 	if err != nil {
-		return fmt.Errorf("create query budget: %w", err)
+		return nil, fmt.Errorf("create query budget: %w", err)
 	}
 	history, err := httpapi.New(httpapi.Config{
 		Samples:      st.db,
