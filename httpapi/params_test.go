@@ -101,7 +101,7 @@ func TestQueryDefaults(t *testing.T) {
 		t.Errorf("step %s, %d steps; want %s, 242", q.step, q.steps(), res)
 	}
 	if !slices.Equal(q.resources, []tsdb.Resource{tsdb.ResourceCPU, tsdb.ResourceMemory}) || q.agg != tsdb.AggAvg ||
-		!slices.Equal(q.summary, tsdb.Aggs) || q.view != viewSeries || q.format != formatJSON || q.selector != nil || q.by != "" {
+		!slices.Equal(q.summary, defaultSummary) || q.view != viewSeries || q.format != formatJSON || q.selector != nil || q.by != "" {
 		t.Errorf("query %+v", q)
 	}
 	// Longer ranges take longer nice steps, never below the resolution.
