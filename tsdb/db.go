@@ -203,8 +203,8 @@ func (db *DB) Close() error {
 	return errors.Join(errs...)
 }
 
-// Len returns how many samples Write appends for b: each value present per node, pod
-// and container that the object has a series for, plus each container's start time.
+// Len returns how many samples Write appends for b: each value in Present per node, pod
+// and container, plus each container's start time.
 func (b Batch) Len() int {
 	n := 0
 	perSample := func(s *Sample) int { return s.Present.Len() }
