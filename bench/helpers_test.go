@@ -517,7 +517,8 @@ func newCluster(spec storeSpec) *cluster {
 }
 
 func (c *cluster) add(s *tsdb.Sample, cores, mem float64) {
-	s.CPUSeconds = c.rng.Float64() * 1e6
+	s.Set(tsdb.ResourceCPU, c.rng.Float64()*1e6)
+	s.Set(tsdb.ResourceMemory, 0) // set by round
 	c.objs = append(c.objs, s)
 	c.base = append(c.base, cores)
 	c.phase = append(c.phase, c.rng.Float64()*2*math.Pi)
@@ -538,13 +539,13 @@ func (c *cluster) round(i int) tsdb.Batch {
 		wave := math.Sin(day + c.phase[k])
 		if !prev.IsZero() {
 			rate := c.base[k] * (1 + 0.6*wave) * (0.8 + 0.4*c.rng.Float64())
-			s.CPUSeconds += rate * s.Time.Sub(prev).Seconds()
+			s.Values[tsdb.ResourceCPU] += rate * s.Time.Sub(prev).Seconds()
 		}
 		if c.rng.IntN(10) < 7 {
 			c.walk[k] += float64(4096 * (c.rng.IntN(513) - 256))
 			c.walk[k] = max(-c.mem[k]/4, min(c.mem[k]/4, c.walk[k]))
 		}
-		s.MemoryBytes = math.Round((c.mem[k]*(1+0.3*wave)+c.walk[k])/4096) * 4096
+		s.Values[tsdb.ResourceMemory] = math.Round((c.mem[k]*(1+0.3*wave)+c.walk[k])/4096) * 4096
 	}
 	return c.b
 }

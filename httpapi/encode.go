@@ -94,13 +94,8 @@ func floatPtr(v float64) *float64 {
 	return &v
 }
 
-func summaryValue(s tsdb.Summary, a tsdb.Agg) *float64 {
-	if a == tsdb.AggCount {
-		v := float64(s.Count)
-		return &v
-	}
-	return floatPtr(s.Get(a))
-}
+// summaryValue is aggregation a of s, nil when it is NaN (count is never NaN).
+func summaryValue(s tsdb.Summary, a tsdb.Agg) *float64 { return floatPtr(s.Get(a)) }
 
 func encode(w http.ResponseWriter, q *query, res *result) error {
 	if q.format == formatCSV {
@@ -116,16 +111,16 @@ func toJSON(q *query, res *result) responseJSON {
 		Query: queryJSON{
 			Start: q.start.UTC().Format(time.RFC3339), End: q.end.UTC().Format(time.RFC3339),
 			Step: q.step.String(), StepSeconds: q.step.Seconds(), Points: q.steps(),
-			Agg: string(q.agg), View: string(q.view),
+			Agg: q.agg.String(), View: string(q.view),
 			Resources: make([]string, 0, len(q.resources)), Summary: make([]string, 0, len(q.summary)),
 		},
 		Series: make([]seriesJSON, 0, len(res.series)),
 	}
 	for _, r := range q.resources {
-		out.Query.Resources = append(out.Query.Resources, string(r))
+		out.Query.Resources = append(out.Query.Resources, r.String())
 	}
 	for _, a := range q.summary {
-		out.Query.Summary = append(out.Query.Summary, string(a))
+		out.Query.Summary = append(out.Query.Summary, a.String())
 	}
 	if q.view == viewSeries {
 		out.Timestamps = make([]string, q.steps())
@@ -136,14 +131,14 @@ func toJSON(q *query, res *result) responseJSON {
 	for _, s := range res.series {
 		sj := seriesJSON{Object: s.object, Resources: make(map[string]*resourceJSON, len(s.resources))}
 		for _, r := range s.resources {
-			rj := &resourceJSON{Unit: unitOf(r.resource)}
+			rj := &resourceJSON{Unit: r.resource.Unit()}
 			if q.view == viewSeries {
 				rj.Values = r.values
 			}
 			if len(q.summary) > 0 {
 				rj.Summary = make(map[string]*float64, len(q.summary))
 				for _, a := range q.summary {
-					rj.Summary[string(a)] = summaryValue(r.summary, a)
+					rj.Summary[a.String()] = summaryValue(r.summary, a)
 				}
 			}
 			if len(r.lines) > 0 {
@@ -165,7 +160,7 @@ func toJSON(q *query, res *result) responseJSON {
 					rj.Allocatable = l.values
 				}
 			}
-			sj.Resources[string(r.resource)] = rj
+			sj.Resources[r.resource.String()] = rj
 		}
 		out.Series = append(out.Series, sj)
 	}
@@ -202,7 +197,7 @@ func encodeCSV(w http.ResponseWriter, q *query, res *result) error {
 		header = append(header, "value")
 	} else {
 		for _, a := range q.summary {
-			header = append(header, string(a))
+			header = append(header, a.String())
 		}
 	}
 	header = append(header, csvLineColumns...)
@@ -219,7 +214,7 @@ func encodeCSV(w http.ResponseWriter, q *query, res *result) error {
 			}
 			if q.view == viewSummary {
 				row = append(row[:0], obj...)
-				row = append(row, string(r.resource), unitOf(r.resource))
+				row = append(row, r.resource.String(), r.resource.Unit())
 				for _, a := range q.summary {
 					v := r.summary.Get(a)
 					row = append(row, cell(v))
@@ -236,7 +231,7 @@ func encodeCSV(w http.ResponseWriter, q *query, res *result) error {
 				t := q.at(i)
 				row = append(row[:0], t.UTC().Format(time.RFC3339), strconv.FormatInt(t.Unix(), 10))
 				row = append(row, obj...)
-				row = append(row, string(r.resource), unitOf(r.resource), cell(r.values[i]))
+				row = append(row, r.resource.String(), r.resource.Unit(), cell(r.values[i]))
 				for _, name := range csvLineColumns {
 					if vs := lines[name]; vs != nil {
 						row = append(row, cell(vs[i]))

@@ -16,7 +16,7 @@ func TestErrors(t *testing.T) {
 	long := "a=" + strings.Repeat("b", maxParamLen)
 	maxSeries1 := func(c *Config) { c.MaxSeries = 1 }
 	const known = "start, end, step, resource, agg, summary, view, format, labelSelector, by"
-	const aggs = "avg, min, max, p50, p90, p95, p99, count"
+	const aggs = "avg, min, max, count, or a percentile pNN or pNN.N (0 < NN < 100, at most 3 decimals: p50, p99.9)"
 	for _, tc := range []struct {
 		name, method, path string
 		user               string // admin when empty
@@ -68,8 +68,10 @@ func TestErrors(t *testing.T) {
 			msg: `resource: unknown resource ""; known: cpu, memory, swap`},
 		{name: "unknown agg", path: "/cluster?agg=mean", status: 400, reason: "BadParameter", param: "agg",
 			msg: `agg: unknown aggregation "mean"; known: ` + aggs},
-		{name: "unknown summary", path: "/cluster?summary=p95,p42", status: 400, reason: "BadParameter", param: "summary",
-			msg: `summary: unknown aggregation "p42"; known: ` + aggs + `, or none`},
+		{name: "unknown summary", path: "/cluster?summary=p95,p100", status: 400, reason: "BadParameter", param: "summary",
+			msg: `summary: unknown aggregation "p100"; known: ` + aggs + `; or none`},
+		{name: "unknown percentile", path: "/cluster?agg=p99.90", status: 400, reason: "BadParameter", param: "agg",
+			msg: `agg: unknown aggregation "p99.90"; known: ` + aggs},
 		{name: "unknown view", path: "/cluster?view=table", status: 400, reason: "BadParameter", param: "view",
 			msg: `view: unknown view "table"; known: series, summary`},
 		{name: "unknown format", path: "/cluster?format=xml", status: 400, reason: "BadParameter", param: "format",

@@ -111,7 +111,7 @@ func FuzzParseQuery(f *testing.F) {
 		if !q.start.Equal(alignDown(q.start, q.step)) || !q.at(q.steps()-1).Equal(q.end) {
 			t.Fatalf("grid %s..%s every %s is not aligned", q.start, q.end, q.step)
 		}
-		if len(q.resources) == 0 || q.agg == "" || (q.view != viewSeries && q.view != viewSummary) ||
+		if len(q.resources) == 0 || q.agg.String() == "" || (q.view != viewSeries && q.view != viewSummary) ||
 			(q.format != formatJSON && q.format != formatCSV) || (q.by != "" && q.by != "pod") {
 			t.Fatalf("query %+v", q)
 		}

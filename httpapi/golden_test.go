@@ -32,6 +32,8 @@ func TestGolden(t *testing.T) {
 		{"pod_uid_web-a", "/pods/u-web-a"},
 		{"pods_shop_summary", "/namespaces/shop/pods?view=summary"},
 		{"namespace_other_summary_p95", "/namespaces/other?view=summary&summary=p95,max,count&resource=cpu"},
+		{"pod_db-0_percentiles", "/namespaces/shop/pods/db-0?view=summary&summary=p99.9,count,p5,avg&resource=memory,cpu"},
+		{"node_n2_agg_p75", "/nodes/n2?agg=p75&summary=p99.99&resource=cpu"},
 	} {
 		sep := "?"
 		if strings.Contains(tc.path, "?") {

@@ -255,15 +255,15 @@ func (f *fixture) batches() []tsdb.Batch {
 				if !p.sampled(k) {
 					continue
 				}
-				ps := tsdb.PodSample{Namespace: p.ns, Pod: p.name, UID: p.uid, Sample: tsdb.Sample{Time: ts, MemoryBytes: p.podMem()}}
+				ps := tsdb.PodSample{Namespace: p.ns, Pod: p.name, UID: p.uid, Sample: cpuMem(ts, 0, p.podMem())}
 				for _, c := range p.containers {
 					if c.init {
 						continue
 					}
-					ps.CPUSeconds += ctrs[pi][c.name][k]
+					ps.Values[tsdb.ResourceCPU] += ctrs[pi][c.name][k]
 					ns.Containers = append(ns.Containers, tsdb.ContainerSample{
 						Namespace: p.ns, Pod: p.name, Container: c.name, UID: p.uid, StartTime: at(p.from),
-						Sample: tsdb.Sample{Time: ts, CPUSeconds: ctrs[pi][c.name][k], MemoryBytes: c.mem},
+						Sample: cpuMem(ts, ctrs[pi][c.name][k], c.mem),
 					})
 				}
 				ns.Pods = append(ns.Pods, ps)
@@ -271,7 +271,7 @@ func (f *fixture) batches() []tsdb.Batch {
 			if k > 0 {
 				nodeCPU[ni] += inc * res.Seconds()
 			}
-			ns.NodeSample = tsdb.Sample{Time: ts, CPUSeconds: nodeCPU[ni], MemoryBytes: mem}
+			ns.NodeSample = cpuMem(ts, nodeCPU[ni], mem)
 			b.Nodes = append(b.Nodes, ns)
 		}
 		out = append(out, b)
@@ -640,23 +640,31 @@ type rawPoint struct {
 	v, w float64 // value and weight in the average
 }
 
+// cpuMem returns a reading of CPU and memory.
+func cpuMem(ts time.Time, cpuSeconds, memBytes float64) tsdb.Sample {
+	s := tsdb.Sample{Time: ts}
+	s.Set(tsdb.ResourceCPU, cpuSeconds)
+	s.Set(tsdb.ResourceMemory, memBytes)
+	return s
+}
+
 // rawPoints returns the raw points of one series' samples.
 func rawPoints(samples []tsdb.Sample, r tsdb.Resource) []rawPoint {
 	var out []rawPoint
 	for i, s := range samples {
 		switch r {
 		case tsdb.ResourceMemory:
-			out = append(out, rawPoint{t: s.Time, v: s.MemoryBytes, w: 1})
+			out = append(out, rawPoint{t: s.Time, v: s.Values[tsdb.ResourceMemory], w: 1})
 		case tsdb.ResourceCPU:
 			if i == 0 {
 				continue
 			}
 			prev := samples[i-1]
 			dt := s.Time.Sub(prev.Time)
-			if dt > res*5/2 || s.CPUSeconds < prev.CPUSeconds {
+			if dt > res*5/2 || s.Values[tsdb.ResourceCPU] < prev.Values[tsdb.ResourceCPU] {
 				continue
 			}
-			out = append(out, rawPoint{t: s.Time, v: (s.CPUSeconds - prev.CPUSeconds) / dt.Seconds(), w: dt.Seconds()})
+			out = append(out, rawPoint{t: s.Time, v: (s.Values[tsdb.ResourceCPU] - prev.Values[tsdb.ResourceCPU]) / dt.Seconds(), w: dt.Seconds()})
 		}
 	}
 	return out

@@ -141,22 +141,51 @@ func TestOpenAPIDocument(t *testing.T) {
 			}
 		}
 	}
-	var aggs, resources []string
-	for _, a := range tsdb.Aggs {
-		aggs = append(aggs, string(a))
-	}
-	for _, r := range tsdb.Resources {
-		resources = append(resources, string(r))
+	var resources []string
+	for _, r := range tsdb.HistoryResources {
+		resources = append(resources, r.String())
 	}
 	for name, want := range map[string][]string{
-		paramAgg:      aggs,
-		paramSummary:  append(slices.Clone(aggs), "none"),
 		paramResource: resources,
 		paramView:     {string(viewSeries), string(viewSummary)},
 		paramFormat:   {string(formatJSON), string(formatCSV)},
 	} {
 		if got := byName[name]; !slices.Equal(got, want) {
 			t.Errorf("query parameter %s: enum %v, want %v", name, got, want)
+		}
+	}
+
+	// The aggregations' pattern accepts what tsdb.ParseAgg does.
+	aggPattern := func(name string) *regexp.Regexp {
+		p := params.(map[string]any)[name].(map[string]any)
+		sch := oaDeref(t, doc, p["schema"])
+		if sch["type"] == "array" {
+			sch = oaDeref(t, doc, sch["items"])
+		}
+		re, err := regexp.Compile(sch["pattern"].(string))
+		if err != nil {
+			t.Fatalf("parameter %s: pattern: %v", name, err)
+		}
+		return re
+	}
+	aggRe, summaryRe := aggPattern(paramAgg), aggPattern(paramSummary)
+	for _, a := range []string{"avg", "min", "max", "count", "none", "p50", "p5", "p0.5", "p0.05", "p99.9", "p99.999",
+		"p99.9999", "p0", "p00", "p05", "p100", "p99.90", "p0.0", "p.5", "p5.", "P95", "p-1", "p1e2", "mean", ""} {
+		_, err := tsdb.ParseAgg(a)
+		if got, want := aggRe.MatchString(a), err == nil; got != want {
+			t.Errorf("agg pattern matches %q: %v, ParseAgg accepts it: %v", a, got, want)
+		}
+		if got, want := summaryRe.MatchString(a), err == nil || a == "none"; got != want {
+			t.Errorf("summary pattern matches %q: %v, want %v", a, got, want)
+		}
+	}
+	if sch := oaDeref(t, doc, params.(map[string]any)[paramSummary].(map[string]any)["schema"]); sch != nil {
+		var want []any
+		for _, a := range defaultSummary {
+			want = append(want, a.String())
+		}
+		if got, _ := sch["default"].([]any); !slices.Equal(got, want) {
+			t.Errorf("summary default %v, want %v", got, want)
 		}
 	}
 

@@ -109,8 +109,8 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 			return nil, paramError(name, "%d bytes long, more than %d", len(vals[0]), maxParamLen)
 		}
 	}
-	q := &query{agg: tsdb.AggAvg, summary: tsdb.Aggs, view: viewSeries, format: formatJSON,
-		resources: []tsdb.Resource{tsdb.ResourceCPU, tsdb.ResourceMemory}}
+	q := &query{agg: tsdb.AggAvg, summary: defaultSummary, view: viewSeries, format: formatJSON,
+		resources: defaultResources}
 	var err error
 	q.end = now
 	if s := v.Get(paramEnd); s != "" {
@@ -154,9 +154,9 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 	if s := v.Get(paramResource); s != "" {
 		q.resources = nil
 		for r := range strings.SplitSeq(s, ",") {
-			res := tsdb.Resource(strings.TrimSpace(r))
-			if !slices.Contains(tsdb.Resources, res) {
-				return nil, paramError(paramResource, "unknown resource %q; known: cpu, memory, swap", r)
+			res, ok := tsdb.ParseResource(strings.TrimSpace(r))
+			if !ok || !res.History() {
+				return nil, paramError(paramResource, "unknown resource %q; known: %s", r, resourceList())
 			}
 			if !slices.Contains(q.resources, res) {
 				q.resources = append(q.resources, res)
@@ -164,18 +164,17 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 		}
 	}
 	if s := v.Get(paramAgg); s != "" {
-		q.agg = tsdb.Agg(s)
-		if !slices.Contains(tsdb.Aggs, q.agg) {
-			return nil, paramError(paramAgg, "unknown aggregation %q; known: %s", s, aggList())
+		if q.agg, err = tsdb.ParseAgg(s); err != nil {
+			return nil, paramError(paramAgg, "unknown aggregation %q; known: %s", s, tsdb.AggSyntax)
 		}
 	}
 	if s, ok := v[paramSummary]; ok {
 		q.summary = nil
 		if s[0] != "" && s[0] != "none" {
 			for a := range strings.SplitSeq(s[0], ",") {
-				agg := tsdb.Agg(strings.TrimSpace(a))
-				if !slices.Contains(tsdb.Aggs, agg) {
-					return nil, paramError(paramSummary, "unknown aggregation %q; known: %s, or none", a, aggList())
+				agg, err := tsdb.ParseAgg(strings.TrimSpace(a))
+				if err != nil {
+					return nil, paramError(paramSummary, "unknown aggregation %q; known: %s; or none", a, tsdb.AggSyntax)
 				}
 				if !slices.Contains(q.summary, agg) {
 					q.summary = append(q.summary, agg)
@@ -213,10 +212,19 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 	return q, nil
 }
 
-func aggList() string {
-	s := make([]string, len(tsdb.Aggs))
-	for i, a := range tsdb.Aggs {
-		s[i] = string(a)
+// defaultSummary is the summary when the request names none. It is frozen
+// (docs/history-api.md): its JSON keys and CSV columns never change, whatever
+// aggregations are added.
+var defaultSummary = []tsdb.Agg{tsdb.AggAvg, tsdb.AggMin, tsdb.AggMax, tsdb.AggP50, tsdb.AggP90, tsdb.AggP95, tsdb.AggP99, tsdb.AggCount}
+
+// defaultResources are the resources when the request names none.
+var defaultResources = []tsdb.Resource{tsdb.ResourceCPU, tsdb.ResourceMemory}
+
+// resourceList names the resources the API serves: "cpu, memory, swap".
+func resourceList() string {
+	s := make([]string, len(tsdb.HistoryResources))
+	for i, r := range tsdb.HistoryResources {
+		s[i] = r.String()
 	}
 	return strings.Join(s, ", ")
 }

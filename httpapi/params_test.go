@@ -68,7 +68,7 @@ func TestQueryDefaults(t *testing.T) {
 		t.Errorf("step %s, %d steps; want %s, 242", q.step, q.steps(), res)
 	}
 	if !slices.Equal(q.resources, []tsdb.Resource{tsdb.ResourceCPU, tsdb.ResourceMemory}) || q.agg != tsdb.AggAvg ||
-		!slices.Equal(q.summary, tsdb.Aggs) || q.view != viewSeries || q.format != formatJSON || q.selector != nil || q.by != "" {
+		!slices.Equal(q.summary, defaultSummary) || q.view != viewSeries || q.format != formatJSON || q.selector != nil || q.by != "" {
 		t.Errorf("query %+v", q)
 	}
 	// Longer ranges take longer nice steps, never below the resolution.
@@ -87,6 +87,42 @@ func TestQueryDefaults(t *testing.T) {
 		q, err := parseQuery(url.Values{"start": {tc.start}}, "", now, limits{resolution: tc.res, maxPoints: DefaultMaxPoints})
 		if err != nil || q.step != tc.step {
 			t.Errorf("start=%s at a %s resolution: step %v, %v; want %s", tc.start, tc.res, q, err, tc.step)
+		}
+	}
+}
+
+// The default summary is frozen (docs/history-api.md): its JSON keys and CSV columns
+// never change when an aggregation is added.
+func TestDefaultSummaryFrozen(t *testing.T) {
+	var got []string
+	for _, a := range defaultSummary {
+		got = append(got, a.String())
+	}
+	if want := []string{"avg", "min", "max", "p50", "p90", "p95", "p99", "count"}; !slices.Equal(got, want) {
+		t.Errorf("default summary %v, want %v", got, want)
+	}
+}
+
+// Any percentile is an aggregation, per step and in the summary, in the order asked.
+func TestQueryPercentiles(t *testing.T) {
+	lim := limits{resolution: res, maxPoints: DefaultMaxPoints}
+	q, err := parseQuery(url.Values{"agg": {"p99.9"}, "summary": {"p99.99, count,p5,p99.99,p50"}}, "", fuzzNow, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range q.summary {
+		got = append(got, a.String())
+	}
+	if q.agg.String() != "p99.9" || !slices.Equal(got, []string{"p99.99", "count", "p5", "p50"}) {
+		t.Errorf("agg %s, summary %v", q.agg, got)
+	}
+	for _, bad := range []string{"p0", "p100", "p99.90", "P95", "p1e2"} {
+		if _, err := parseQuery(url.Values{"agg": {bad}}, "", fuzzNow, lim); err == nil {
+			t.Errorf("agg=%s: no error", bad)
+		}
+		if _, err := parseQuery(url.Values{"summary": {"avg," + bad}}, "", fuzzNow, lim); err == nil {
+			t.Errorf("summary=avg,%s: no error", bad)
 		}
 	}
 }

@@ -58,6 +58,7 @@ const (
 type seriesResult struct {
 	object    objectInfo
 	resources []*resourceResult // in query order
+	aggs      []tsdb.Agg        // of the summaries, the query's
 	// total: the series sums members; its summary comes from its step values.
 	total bool
 	// got counts the stored series added, per resource.
@@ -88,17 +89,10 @@ func (l line) last() float64 {
 	return math.NaN()
 }
 
-func unitOf(r tsdb.Resource) string {
-	if r == tsdb.ResourceCPU {
-		return "cores"
-	}
-	return "bytes"
-}
-
 // newSeries returns an empty series. A single object's series in view=summary keeps no
 // step values: its summary comes from the raw points.
 func newSeries(q *query, obj objectInfo, total bool) *seriesResult {
-	s := &seriesResult{object: obj, total: total, got: make([]int, len(q.resources)), latestOnly: q.view == viewSummary && !total}
+	s := &seriesResult{object: obj, aggs: q.summary, total: total, got: make([]int, len(q.resources)), latestOnly: q.view == viewSummary && !total}
 	for _, r := range q.resources {
 		rr := &resourceResult{resource: r}
 		if !s.latestOnly {
@@ -147,7 +141,7 @@ func (s *seriesResult) add(ri int, rs *tsdb.RangeSeries) {
 // total of three 100m requests is 0.3 cores and not 0.30000000000000004.
 func (s *seriesResult) finish() {
 	for _, r := range s.resources {
-		if _, unit, ok := catalogKey(r.resource); ok && unit != 1 {
+		if _, unit, ok := r.resource.CatalogKey(); ok && unit != 1 {
 			for _, l := range r.lines {
 				for j, v := range l.values {
 					l.values[j] = v / unit
@@ -158,11 +152,11 @@ func (s *seriesResult) finish() {
 	for i, r := range s.resources {
 		switch {
 		case r.values != nil && (s.total || s.got[i] != 1):
-			r.summary = tsdb.Summarize(append([]float64(nil), r.values...))
+			r.summary = tsdb.Summarize(append([]float64(nil), r.values...), s.aggs)
 		case s.got[i] == 0:
 			// No stored series (view=summary keeps no values): the summary of no point,
 			// null rather than the zero Summary's zeros.
-			r.summary = tsdb.Summarize(nil)
+			r.summary = tsdb.Summarize(nil, s.aggs)
 		}
 	}
 }
@@ -212,20 +206,6 @@ func (h *Handler) gather(ctx context.Context, q *query, sel tsdb.Selector, maxSe
 }
 
 // Requests and limits of pods over the grid.
-
-// catalogKey is a resource's name in the catalog's requests and limits, and how many of
-// its canonical units make one of the API's (1000 millicores make a core). Quantities are
-// summed in canonical units and divided once, so that 3800m is 3.8 cores, not
-// 3800 × 0.001 = 3.8000000000000003.
-func catalogKey(r tsdb.Resource) (string, float64, bool) {
-	switch r {
-	case tsdb.ResourceCPU:
-		return "cpu", 1000, true // millicores to cores
-	case tsdb.ResourceMemory:
-		return "memory", 1, true
-	}
-	return "", 0, false
-}
 
 // endOfLife returns when a pod or node record stopped existing, or the zero time when
 // it still exists.
@@ -304,7 +284,7 @@ func podSpecAt(rec *catalog.PodRecord, container string, key string, t time.Time
 func addPodLines(q *query, s *seriesResult, rec *catalog.PodRecord, container string) {
 	eol := endOfLife(rec.Deleted, rec.DeletedAt, rec.LastSeen)
 	for _, r := range s.resources {
-		key, _, ok := catalogKey(r.resource)
+		key, _, ok := r.resource.CatalogKey()
 		if !ok {
 			continue
 		}
@@ -356,7 +336,7 @@ func (s *seriesResult) forSteps(q *query, first, eol time.Time, fn func(slot int
 func addNodeLines(q *query, s *seriesResult, rec *catalog.NodeRecord) {
 	eol := endOfLife(rec.Deleted, rec.DeletedAt, rec.LastSeen)
 	for _, r := range s.resources {
-		key, _, ok := catalogKey(r.resource)
+		key, _, ok := r.resource.CatalogKey()
 		if !ok {
 			continue
 		}

@@ -165,7 +165,7 @@ func TestValuesMatchModel(t *testing.T) {
 						for _, m := range members {
 							steps = append(steps, expectAvg(m, res, g))
 						}
-						checkValues(t, fmt.Sprintf("series %d %s", i, res), s.Resources[string(res)].Values, sumSteps(g.n(), steps...))
+						checkValues(t, fmt.Sprintf("series %d %s", i, res), s.Resources[res.String()].Values, sumSteps(g.n(), steps...))
 					}
 				}
 			})
@@ -324,7 +324,7 @@ func TestGaps(t *testing.T) {
 
 	r := decode(t, get(t, h, "admin", "/history/v1/namespaces/other/pods/x?"+g.String()))
 	for res, w := range want {
-		checkValues(t, string(res), r.Series[0].Resources[string(res)].Values, w)
+		checkValues(t, res.String(), r.Series[0].Resources[res.String()].Values, w)
 	}
 	// Raw JSON: a gap is the literal null.
 	w := get(t, h, "admin", "/history/v1/namespaces/other/pods/x?resource=memory&summary=none&"+g.String())
@@ -352,7 +352,11 @@ func TestGaps(t *testing.T) {
 			t.Fatal(err)
 		}
 		i := int(ts.Sub(g.start) / g.step)
-		wv := want[tsdb.Resource(rec["resource"])][i]
+		res, ok := tsdb.ParseResource(rec["resource"])
+		if !ok {
+			t.Fatalf("CSV resource %q", rec["resource"])
+		}
+		wv := want[res][i]
 		if math.IsNaN(wv) {
 			if rec["value"] != "" {
 				t.Errorf("CSV %s %s: %q, want an empty cell", rec["resource"], rec["timestamp"], rec["value"])
@@ -724,7 +728,7 @@ func TestManyPods(t *testing.T) {
 			t.Fatalf("series %d is %s, want %s", i, s.Object.UID, uid)
 		}
 		for _, res := range []tsdb.Resource{tsdb.ResourceCPU, tsdb.ResourceMemory} {
-			checkValues(t, s.Object.UID+" "+string(res), s.Resources[string(res)].Values, want(s.Object.UID, res))
+			checkValues(t, s.Object.UID+" "+res.String(), s.Resources[res.String()].Values, want(s.Object.UID, res))
 		}
 		cpu = append(cpu, want(s.Object.UID, tsdb.ResourceCPU))
 	}

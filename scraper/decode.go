@@ -17,25 +17,23 @@ import (
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
 
-// The series Decode reads from a kubelet's /metrics/resource. Everything else (resource_scrape_error,
-// scrape_error, container_swap_limit_bytes, …) is ignored.
+// The series Decode reads from a kubelet's /metrics/resource are those of tsdb.Schema; everything
+// else (resource_scrape_error, scrape_error, container_swap_limit_bytes, …) is ignored.
+
+// The kubelet's labels of pod and container series.
 const (
-	nodeCPUName           = "node_cpu_usage_seconds_total"
-	nodeMemoryName        = "node_memory_working_set_bytes"
-	nodeSwapName          = "node_swap_usage_bytes"
-	containerCPUName      = "container_cpu_usage_seconds_total"
-	containerMemoryName   = "container_memory_working_set_bytes"
-	containerSwapName     = "container_swap_usage_bytes"
-	containerStartName    = "container_start_time_seconds"
-	podCPUName            = "pod_cpu_usage_seconds_total"
-	podMemoryName         = "pod_memory_working_set_bytes"
-	podSwapName           = "pod_swap_usage_bytes"
-	labelNamespace        = "namespace"
-	labelPod              = "pod"
-	labelContainer        = "container"
+	labelNamespace = "namespace"
+	labelPod       = "pod"
+	labelContainer = "container"
+)
+
+const (
 	contentTypeText       = "text/plain"
 	contentTypeOpenMetric = "application/openmetrics-text"
 )
+
+// required are the resources without which metrics-server drops a node, pod or container.
+var required = tsdb.ResourceSet(0).With(tsdb.ResourceCPU).With(tsdb.ResourceMemory)
 
 // maxTimestampMs (year 10000) bounds sample timestamps: a later one is hostile, and time.Time
 // would no longer marshal.
@@ -50,15 +48,6 @@ var ErrNoSamples = errors.New("no resource metrics in body")
 // FuzzDecode fails on it; in production the node just fails this round.
 var errDecodePanic = errors.New("parser panic")
 
-type seriesKind uint8
-
-const (
-	kindCPU seriesKind = iota
-	kindMemory
-	kindSwap
-	kindStart
-)
-
 // seriesKey identifies one series for duplicate detection; namespace, pod and container are
 // empty where the series has no such label.
 type seriesKey struct {
@@ -68,24 +57,19 @@ type seriesKey struct {
 
 // point accumulates one node, pod or container while the body is read.
 type point struct {
-	tsMs              int64 // timestamp of the last cpu/memory/swap series read for it
-	cpu, mem, swap    float64
-	hasCPU, hasMem    bool
-	hasSwap, hasStart bool
-	startNs           int64
+	tsMs     int64 // timestamp of the last value series (not start time) read for it
+	s        tsdb.Sample
+	hasStart bool
+	startNs  int64
 }
 
 func (p *point) sample() tsdb.Sample {
-	return tsdb.Sample{
-		Time:        time.UnixMilli(p.tsMs).UTC(),
-		CPUSeconds:  p.cpu,
-		MemoryBytes: p.mem,
-		SwapBytes:   p.swap,
-		HasSwap:     p.hasSwap,
-	}
+	s := p.s
+	s.Time = time.UnixMilli(p.tsMs).UTC()
+	return s
 }
 
-func (p *point) complete() bool { return p.hasCPU && p.hasMem }
+func (p *point) complete() bool { return p.s.Present&required == required }
 
 type podKey struct{ namespace, pod string }
 
@@ -194,47 +178,19 @@ type decoder struct {
 // add records one series. It returns an error for input Decode must reject.
 func (d *decoder) add(lbls labels.Labels, ts *int64, v float64) error {
 	name := lbls.Get(model.MetricNameLabel)
-	var (
-		kind    seriesKind
-		scope   string // "node", "pod" or "container"
-		tracked = true
-	)
-	switch name {
-	case nodeCPUName:
-		kind, scope = kindCPU, "node"
-	case nodeMemoryName:
-		kind, scope = kindMemory, "node"
-	case nodeSwapName:
-		kind, scope = kindSwap, "node"
-	case podCPUName:
-		kind, scope = kindCPU, "pod"
-	case podMemoryName:
-		kind, scope = kindMemory, "pod"
-	case podSwapName:
-		kind, scope = kindSwap, "pod"
-	case containerCPUName:
-		kind, scope = kindCPU, "container"
-	case containerMemoryName:
-		kind, scope = kindMemory, "container"
-	case containerSwapName:
-		kind, scope = kindSwap, "container"
-	case containerStartName:
-		kind, scope = kindStart, "container"
-	default:
-		tracked = false
-	}
+	def, tracked := tsdb.LookupSeries(name)
 	if !tracked {
 		return nil
 	}
 
 	key := seriesKey{name: name}
-	if scope != "node" {
+	if def.Object != tsdb.ObjectNode {
 		key.namespace, key.pod = lbls.Get(labelNamespace), lbls.Get(labelPod)
 		if key.namespace == "" || key.pod == "" {
 			return fmt.Errorf("series %s without namespace or pod label", name)
 		}
 	}
-	if scope == "container" {
+	if def.Object == tsdb.ObjectContainer {
 		key.container = lbls.Get(labelContainer)
 		if key.container == "" {
 			return fmt.Errorf("series %s{namespace=%q,pod=%q} without container label", name, key.namespace, key.pod)
@@ -255,15 +211,15 @@ func (d *decoder) add(lbls labels.Labels, ts *int64, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Errorf("series %s: invalid value %v", name, v)
 	}
-	if kind != kindStart && v < 0 {
+	if def.Resource != tsdb.ResourceStartTime && v < 0 {
 		return fmt.Errorf("series %s: negative value %v", name, v)
 	}
 
 	var pt *point
-	switch scope {
-	case "node":
+	switch def.Object {
+	case tsdb.ObjectNode:
 		pt = &d.node
-	case "pod":
+	case tsdb.ObjectPod:
 		k := podKey{key.namespace, key.pod}
 		if pt = d.pods[k]; pt == nil {
 			pt = &point{}
@@ -278,23 +234,19 @@ func (d *decoder) add(lbls labels.Labels, ts *int64, v float64) error {
 	}
 	d.any = true
 
-	switch kind {
-	case kindCPU:
-		pt.cpu, pt.hasCPU, pt.tsMs = v, true, tsMs
-	case kindMemory:
-		pt.mem, pt.hasMem, pt.tsMs = v, true, tsMs
-	case kindSwap:
-		pt.swap, pt.hasSwap, pt.tsMs = v, true, tsMs
-	case kindStart:
-		// Seconds to nanoseconds the way metrics-server converts them, so the fresh-container
-		// and restart rules see the same instant.
-		ns := v * 1e9
-		if ns >= math.MaxInt64 {
-			return fmt.Errorf("series %s: start time %v out of range", name, v)
-		}
-		if v > 0 {
-			pt.startNs, pt.hasStart = int64(ns), true
-		}
+	if def.Resource != tsdb.ResourceStartTime {
+		pt.s.Set(def.Resource, v)
+		pt.tsMs = tsMs
+		return nil
+	}
+	// Seconds to nanoseconds the way metrics-server converts them, so the fresh-container
+	// and restart rules see the same instant.
+	ns := v * 1e9
+	if ns >= math.MaxInt64 {
+		return fmt.Errorf("series %s: start time %v out of range", name, v)
+	}
+	if v > 0 {
+		pt.startNs, pt.hasStart = int64(ns), true
 	}
 	return nil
 }

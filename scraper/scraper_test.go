@@ -68,7 +68,7 @@ func (f *fakeFetcher) callTimes(node string) []time.Time {
 // okScrape is what a healthy node answers: its own sample and one pod with one container.
 func okScrape(node string) tsdb.NodeScrape {
 	now := time.Now()
-	s := tsdb.Sample{Time: now, CPUSeconds: 1, MemoryBytes: 2}
+	s := cpuMem(now, 1, 2)
 	return tsdb.NodeScrape{
 		Node: node, ScrapeTime: now, HasNode: true, NodeSample: s,
 		Pods:       []tsdb.PodSample{{Namespace: "ns", Pod: "pod-" + node, Sample: s}},

@@ -35,9 +35,9 @@ type seriesRef struct {
 	lastT int64
 }
 
-// objSeries is the cache entry of one node, pod or container: its series by slot.
+// objSeries is the cache entry of one node, pod or container: its series by resource.
 type objSeries struct {
-	series [numSlots]seriesRef
+	series [NumResources]seriesRef
 	gen    uint64 // the write that last used the entry
 }
 
@@ -82,21 +82,21 @@ func (a *appender) appendBatch(ctx context.Context, app storage.AppenderV2, b *B
 			continue // rejected by the index
 		}
 		if ns.HasNode {
-			k := objKey{kind: kindNode, node: ns.Node}
+			k := objKey{kind: ObjectNode, node: ns.Node}
 			a.appendSample(a.entry(k), k, &ns.NodeSample)
 		}
 		for j := range ns.Pods {
 			p := &ns.Pods[j]
-			k := objKey{kind: kindPod, node: ns.Node, namespace: p.Namespace, pod: p.Pod, uid: p.UID}
+			k := objKey{kind: ObjectPod, node: ns.Node, namespace: p.Namespace, pod: p.Pod, uid: p.UID}
 			a.appendSample(a.entry(k), k, &p.Sample)
 		}
 		for j := range ns.Containers {
 			c := &ns.Containers[j]
-			k := objKey{kind: kindContainer, node: ns.Node, namespace: c.Namespace, pod: c.Pod, container: c.Container, uid: c.UID}
+			k := objKey{kind: ObjectContainer, node: ns.Node, namespace: c.Namespace, pod: c.Pod, container: c.Container, uid: c.UID}
 			e := a.entry(k)
 			a.appendSample(e, k, &c.Sample)
 			if !c.StartTime.IsZero() && !c.Time.IsZero() {
-				a.append(e, k, slotStartTime, c.Time.UnixMilli(), float64(c.StartTime.UnixNano())/1e9)
+				a.append(e, k, ResourceStartTime, c.Time.UnixMilli(), float64(c.StartTime.UnixNano())/1e9)
 			}
 		}
 	}
@@ -133,23 +133,24 @@ func (a *appender) entry(k objKey) *objSeries {
 	return e
 }
 
-// appendSample appends a sample's CPU, memory and (when reported) swap, raw.
+// appendSample appends every value of a sample that the object has a series for, raw,
+// in Resource order.
 func (a *appender) appendSample(e *objSeries, k objKey, s *Sample) {
 	if s.Time.IsZero() {
 		a.skipped[skipNoTime]++
 		return
 	}
 	t := s.Time.UnixMilli()
-	a.append(e, k, slotCPU, t, s.CPUSeconds)
-	a.append(e, k, slotMemory, t, s.MemoryBytes)
-	if s.HasSwap {
-		a.append(e, k, slotSwap, t, s.SwapBytes)
+	for r := range NumResources {
+		if s.Present.Has(r) && seriesNames[k.kind][r] != "" {
+			a.append(e, k, r, t, s.Values[r])
+		}
 	}
 }
 
 // append appends one sample, skipping (and counting) duplicate and out-of-order ones.
-func (a *appender) append(e *objSeries, k objKey, slot int, t int64, v float64) {
-	s := &e.series[slot]
+func (a *appender) append(e *objSeries, k objKey, r Resource, t int64, v float64) {
+	s := &e.series[r]
 	switch {
 	case t == s.lastT:
 		a.skipped[skipDuplicate]++
@@ -159,7 +160,7 @@ func (a *appender) append(e *objSeries, k objKey, slot int, t int64, v float64) 
 		return
 	}
 	if s.lset.IsEmpty() {
-		s.lset = k.labels(&a.lb, slot)
+		s.lset = k.labels(&a.lb, r)
 	}
 	ref, err := a.app.Append(s.ref, s.lset, 0, t, v, nil, nil, storage.AOptions{})
 	if err != nil {

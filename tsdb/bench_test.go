@@ -16,7 +16,7 @@ func genBatch(nodes, podsPerNode, containersPerPod int) Batch {
 		ns := NodeScrape{
 			Node:       fmt.Sprintf("node-%04d", n),
 			ScrapeTime: t0,
-			NodeSample: Sample{Time: t0, CPUSeconds: 1000, MemoryBytes: 8e9},
+			NodeSample: cpuMem(t0, 1000, 8e9),
 			HasNode:    true,
 			Pods:       make([]PodSample, 0, podsPerNode),
 			Containers: make([]ContainerSample, 0, podsPerNode*containersPerPod),
@@ -25,12 +25,12 @@ func genBatch(nodes, podsPerNode, containersPerPod int) Batch {
 			namespace, pod := fmt.Sprintf("ns-%d", (n*podsPerNode+p)%10), fmt.Sprintf("pod-%04d-%02d", n, p)
 			uid := fmt.Sprintf("uid-%04d-%02d", n, p)
 			ns.Pods = append(ns.Pods, PodSample{Namespace: namespace, Pod: pod, UID: uid,
-				Sample: Sample{Time: t0, CPUSeconds: 20, MemoryBytes: 2e8}})
+				Sample: cpuMem(t0, 20, 2e8)})
 			for c := range containersPerPod {
 				ns.Containers = append(ns.Containers, ContainerSample{
 					Namespace: namespace, Pod: pod, Container: fmt.Sprintf("container-%d", c), UID: uid,
 					StartTime: old,
-					Sample:    Sample{Time: t0, CPUSeconds: 10, MemoryBytes: 1e8},
+					Sample:    cpuMem(t0, 10, 1e8),
 				})
 			}
 		}
@@ -45,14 +45,14 @@ func advance(b *Batch, d time.Duration) {
 		ns := &b.Nodes[i]
 		ns.ScrapeTime = ns.ScrapeTime.Add(d)
 		ns.NodeSample.Time = ns.NodeSample.Time.Add(d)
-		ns.NodeSample.CPUSeconds += 15
+		ns.NodeSample.Values[ResourceCPU] += 15
 		for j := range ns.Pods {
 			ns.Pods[j].Time = ns.Pods[j].Time.Add(d)
-			ns.Pods[j].CPUSeconds += 0.2
+			ns.Pods[j].Values[ResourceCPU] += 0.2
 		}
 		for j := range ns.Containers {
 			ns.Containers[j].Time = ns.Containers[j].Time.Add(d)
-			ns.Containers[j].CPUSeconds += 0.1
+			ns.Containers[j].Values[ResourceCPU] += 0.1
 		}
 	}
 }

@@ -206,16 +206,11 @@ func (db *DB) Close() error {
 	return errors.Join(errs...)
 }
 
-// Len returns how many samples Write appends for b: CPU and memory (and swap, when
-// reported) per node, pod and container, plus each container's start time.
+// Len returns how many samples Write appends for b: each value in Present per node, pod
+// and container, plus each container's start time.
 func (b Batch) Len() int {
 	n := 0
-	perSample := func(s *Sample) int {
-		if s.HasSwap {
-			return 3
-		}
-		return 2
-	}
+	perSample := func(s *Sample) int { return s.Present.Len() }
 	for i := range b.Nodes {
 		ns := &b.Nodes[i]
 		if ns.HasNode {

@@ -149,21 +149,21 @@ func TestStoredSamples(t *testing.T) {
 	write(t, db, Batch{Nodes: []NodeScrape{{
 		Node:       "n1",
 		ScrapeTime: t0,
-		NodeSample: Sample{Time: t0, CPUSeconds: 357.35491, MemoryBytes: 1.616273408e+09, SwapBytes: 4096, HasSwap: true},
+		NodeSample: withSwap(cpuMem(t0, 357.35491, 1.616273408e+09), 4096),
 		HasNode:    true,
 		Pods: []PodSample{{
 			Namespace: "kube-system", Pod: "coredns", UID: "u-1",
-			Sample: Sample{Time: at(-time.Second), CPUSeconds: 4.67812, MemoryBytes: 1.2627968e+07},
+			Sample: cpuMem(at(-time.Second), 4.67812, 1.2627968e+07),
 		}},
 		Containers: []ContainerSample{
 			{
 				Namespace: "kube-system", Pod: "coredns", Container: "coredns", UID: "u-1", StartTime: start,
-				Sample: Sample{Time: at(-2 * time.Second), CPUSeconds: 4.710169, MemoryBytes: 1.253376e+07, SwapBytes: 0, HasSwap: true},
+				Sample: withSwap(cpuMem(at(-2*time.Second), 4.710169, 1.253376e+07), 0),
 			},
 			{
 				// The pod informer does not know this pod yet, and the kubelet sent no start time.
 				Namespace: "default", Pod: "new", Container: "app",
-				Sample: Sample{Time: t0, CPUSeconds: 0.5, MemoryBytes: 1024},
+				Sample: cpuMem(t0, 0.5, 1024),
 			},
 		},
 	}}})
@@ -396,10 +396,11 @@ func TestBatchLen(t *testing.T) {
 	t.Parallel()
 	b := batch(
 		node("n1", t0, 1, 1, ctr("ns/p", "a", t0, old, 1, 1), ctr("ns/p", "b", t0, time.Time{}, 1, 1)),
-		NodeScrape{Node: "n2", Pods: []PodSample{{Sample: Sample{HasSwap: true}}}},
+		NodeScrape{Node: "n2", Pods: []PodSample{{Sample: withSwap(Sample{}, 0)}}},
 	)
-	b.Nodes[0].NodeSample.HasSwap = true
-	if got, want := b.Len(), 3+3+2+3; got != want {
+	b.Nodes[0].NodeSample = withSwap(b.Nodes[0].NodeSample, 1)
+	// The node's three values, a's two and its start time, b's two, the pod's one.
+	if got, want := b.Len(), 3+3+2+1; got != want {
 		t.Errorf("Len() = %d, want %d", got, want)
 	}
 }

@@ -2,7 +2,8 @@
 // label schema of its series, and the in-memory index of the latest points from which the
 // current metrics.k8s.io window is computed with metrics-server's rules.
 //
-// Series (raw, as the kubelet exposes them; timestamps in milliseconds):
+// Series (raw, as the kubelet exposes them; timestamps in milliseconds), each a row of Schema
+// (schema.go), which the decoder, the appender, range queries and the history API all read:
 //
 //	node_cpu_usage_seconds_total, node_memory_working_set_bytes        {node}
 //	container_cpu_usage_seconds_total, container_memory_working_set_bytes,

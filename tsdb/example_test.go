@@ -28,10 +28,13 @@ func Example() {
 	t0 := time.UnixMilli(1_700_000_000_000)
 	for i, cpuSeconds := range []float64{357.5, 360.5} {
 		ts := t0.Add(time.Duration(i) * 15 * time.Second)
+		s := tsdb.Sample{Time: ts}
+		s.Set(tsdb.ResourceCPU, cpuSeconds)
+		s.Set(tsdb.ResourceMemory, 1.6e9)
 		b := tsdb.Batch{Nodes: []tsdb.NodeScrape{{
 			Node:       "node-1",
 			ScrapeTime: ts,
-			NodeSample: tsdb.Sample{Time: ts, CPUSeconds: cpuSeconds, MemoryBytes: 1.6e9},
+			NodeSample: s,
 			HasNode:    true,
 		}}}
 		if err := db.Write(context.Background(), b); err != nil {

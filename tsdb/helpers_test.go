@@ -159,6 +159,20 @@ func checkInvariants(t testing.TB, db *DB) {
 
 // Batch builders.
 
+// cpuMem returns a reading of CPU and memory.
+func cpuMem(ts time.Time, cpuSeconds, memBytes float64) Sample {
+	s := Sample{Time: ts}
+	s.Set(ResourceCPU, cpuSeconds)
+	s.Set(ResourceMemory, memBytes)
+	return s
+}
+
+// withSwap returns s with a swap reading.
+func withSwap(s Sample, swapBytes float64) Sample {
+	s.Set(ResourceSwap, swapBytes)
+	return s
+}
+
 func batch(nodes ...NodeScrape) Batch { return Batch{Nodes: nodes} }
 
 // node returns a scrape of a node with its own reading and the given containers.
@@ -166,7 +180,7 @@ func node(name string, ts time.Time, cpuSeconds, memBytes float64, cs ...Contain
 	return NodeScrape{
 		Node:       name,
 		ScrapeTime: ts,
-		NodeSample: Sample{Time: ts, CPUSeconds: cpuSeconds, MemoryBytes: memBytes},
+		NodeSample: cpuMem(ts, cpuSeconds, memBytes),
 		HasNode:    true,
 		Containers: cs,
 	}
@@ -190,7 +204,7 @@ func ctr(pod, name string, ts, start time.Time, cpuSeconds, memBytes float64) Co
 	return ContainerSample{
 		Namespace: ns, Pod: p, Container: name, UID: "uid-" + p,
 		StartTime: start,
-		Sample:    Sample{Time: ts, CPUSeconds: cpuSeconds, MemoryBytes: memBytes},
+		Sample:    cpuMem(ts, cpuSeconds, memBytes),
 	}
 }
 

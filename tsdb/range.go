@@ -29,88 +29,6 @@ import (
 // increase over the time its intervals cover. The summary covers every raw point of
 // (Start-Step, End], so that it does not depend on the step.
 
-// Object is the kind of object whose series a Selector picks.
-type Object uint8
-
-// Objects with stored series.
-const (
-	ObjectNode Object = iota + 1
-	ObjectPod
-	ObjectContainer
-)
-
-func (o Object) kind() (objKind, bool) {
-	switch o {
-	case ObjectNode:
-		return kindNode, true
-	case ObjectPod:
-		return kindPod, true
-	case ObjectContainer:
-		return kindContainer, true
-	}
-	return 0, false
-}
-
-// Resource is a stored resource.
-type Resource string
-
-// Resources with stored series.
-const (
-	ResourceCPU    Resource = "cpu"    // cores
-	ResourceMemory Resource = "memory" // bytes of working set
-	ResourceSwap   Resource = "swap"   // bytes
-)
-
-// Resources lists every Resource.
-var Resources = []Resource{ResourceCPU, ResourceMemory, ResourceSwap}
-
-func (r Resource) slot() (int, bool) {
-	switch r {
-	case ResourceCPU:
-		return slotCPU, true
-	case ResourceMemory:
-		return slotMemory, true
-	case ResourceSwap:
-		return slotSwap, true
-	}
-	return 0, false
-}
-
-// Agg is an aggregation of raw points: per step, or over a whole range.
-type Agg string
-
-// Aggregations.
-const (
-	AggAvg   Agg = "avg"
-	AggMin   Agg = "min"
-	AggMax   Agg = "max"
-	AggP50   Agg = "p50"
-	AggP90   Agg = "p90"
-	AggP95   Agg = "p95"
-	AggP99   Agg = "p99"
-	AggCount Agg = "count"
-)
-
-// Aggs lists every Agg.
-var Aggs = []Agg{AggAvg, AggMin, AggMax, AggP50, AggP90, AggP95, AggP99, AggCount}
-
-// quantile returns the quantile of the percentile aggregations, else false.
-func (a Agg) quantile() (float64, bool) {
-	switch a {
-	case AggP50:
-		return 0.50, true
-	case AggP90:
-		return 0.90, true
-	case AggP95:
-		return 0.95, true
-	case AggP99:
-		return 0.99, true
-	}
-	return 0, false
-}
-
-func (a Agg) valid() bool { return slices.Contains(Aggs, a) }
-
 // Selector picks the series of one kind of object; each non-empty field must match its
 // label exactly.
 type Selector struct {
@@ -127,14 +45,14 @@ type RangeQuery struct {
 	// Step is the grid's spacing; it must be positive.
 	Step     time.Duration
 	Resource Resource
-	// Agg aggregates the raw points of each step. Empty means AggAvg.
+	// Agg aggregates the raw points of each step. The zero Agg means AggAvg.
 	Agg Agg
 	// MaxSeries, when positive, makes Range fail with ErrTooManySeries once more series
 	// than that match.
 	MaxSeries int
 	// Summary lists the aggregations of RangeSeries.Summary to compute over the raw
-	// points; the others are NaN, but Count is always set. Percentiles cost a selection
-	// over every raw point of the series, so ask only for what is used.
+	// points (Count is always set). Percentiles cost a selection over every raw point
+	// of the series, so ask only for what is used.
 	Summary []Agg
 }
 
@@ -158,10 +76,10 @@ func (q RangeQuery) Validate() error {
 	if q.End.Before(q.Start) {
 		errs = append(errs, fmt.Errorf("end %s is before start %s", q.End.Format(time.RFC3339), q.Start.Format(time.RFC3339)))
 	}
-	if _, ok := q.Resource.slot(); !ok {
-		errs = append(errs, fmt.Errorf("unknown resource %q", q.Resource))
+	if !q.Resource.History() {
+		errs = append(errs, fmt.Errorf("unknown resource %s", q.Resource))
 	}
-	if q.Agg != "" && !q.Agg.valid() {
+	if q.Agg != (Agg{}) && !q.Agg.valid() {
 		errs = append(errs, fmt.Errorf("unknown aggregation %q", q.Agg))
 	}
 	for _, a := range q.Summary {
@@ -185,148 +103,8 @@ type RangeSeries struct {
 	ID SeriesID
 	// Values has one value per step, NaN where the step holds no raw point.
 	Values []float64
-	// Summary aggregates every raw point of the range.
+	// Summary aggregates every raw point of the range. Unlike Values, it is not reused.
 	Summary Summary
-}
-
-// Summary aggregates raw points. Every field but Count is NaN when Count is 0.
-// Percentiles interpolate linearly between the closest ranks, as PromQL's
-// quantile_over_time does.
-type Summary struct {
-	Count                             int
-	Avg, Min, Max, P50, P90, P95, P99 float64
-}
-
-// Get returns the aggregation a of s.
-func (s Summary) Get(a Agg) float64 {
-	switch a {
-	case AggAvg:
-		return s.Avg
-	case AggMin:
-		return s.Min
-	case AggMax:
-		return s.Max
-	case AggP50:
-		return s.P50
-	case AggP90:
-		return s.P90
-	case AggP95:
-		return s.P95
-	case AggP99:
-		return s.P99
-	case AggCount:
-		return float64(s.Count)
-	}
-	return math.NaN()
-}
-
-// Summarize aggregates values, skipping NaNs, with a plain average. It sorts values in
-// place.
-func Summarize(values []float64) Summary {
-	values = slices.DeleteFunc(values, math.IsNaN)
-	if len(values) == 0 {
-		return emptySummary()
-	}
-	sum := 0.0
-	for _, v := range values {
-		sum += v
-	}
-	slices.Sort(values)
-	return Summary{
-		Count: len(values),
-		Avg:   sum / float64(len(values)),
-		Min:   values[0],
-		Max:   values[len(values)-1],
-		P50:   quantileSorted(values, 0.50),
-		P90:   quantileSorted(values, 0.90),
-		P95:   quantileSorted(values, 0.95),
-		P99:   quantileSorted(values, 0.99),
-	}
-}
-
-func emptySummary() Summary {
-	nan := math.NaN()
-	return Summary{Avg: nan, Min: nan, Max: nan, P50: nan, P90: nan, P95: nan, P99: nan}
-}
-
-// set sets the percentile aggregation a of s to v.
-func (s *Summary) set(a Agg, v float64) {
-	switch a {
-	case AggP50:
-		s.P50 = v
-	case AggP90:
-		s.P90 = v
-	case AggP95:
-		s.P95 = v
-	case AggP99:
-		s.P99 = v
-	}
-}
-
-// quantileSelect returns what quantileSorted would of values once sorted, reordering
-// values partially: O(n) instead of a sort's O(n log n).
-func quantileSelect(values []float64, q float64) float64 {
-	rank := q * float64(len(values)-1)
-	lo := int(math.Floor(rank))
-	w := rank - float64(lo)
-	v := selectKth(values, lo)
-	if w == 0 {
-		return v
-	}
-	next := slices.Min(values[lo+1:]) // values[lo+1:] holds the larger ones
-	return v*(1-w) + next*w
-}
-
-// selectKth reorders values so that values[k] is the k-th smallest, with no larger one
-// before it and no smaller one after it, and returns it (Hoare's quickselect with a
-// median-of-three pivot).
-func selectKth(values []float64, k int) float64 {
-	lo, hi := 0, len(values)-1
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		if values[mid] < values[lo] {
-			values[mid], values[lo] = values[lo], values[mid]
-		}
-		if values[hi] < values[lo] {
-			values[hi], values[lo] = values[lo], values[hi]
-		}
-		if values[hi] < values[mid] {
-			values[hi], values[mid] = values[mid], values[hi]
-		}
-		pivot := values[mid]
-		i, j := lo, hi
-		for i <= j {
-			for values[i] < pivot {
-				i++
-			}
-			for values[j] > pivot {
-				j--
-			}
-			if i <= j {
-				values[i], values[j] = values[j], values[i]
-				i++
-				j--
-			}
-		}
-		switch {
-		case k <= j:
-			hi = j
-		case k >= i:
-			lo = i
-		default:
-			return values[k]
-		}
-	}
-	return values[k]
-}
-
-// quantileSorted interpolates between the closest ranks of sorted values (not empty).
-func quantileSorted(values []float64, q float64) float64 {
-	rank := q * float64(len(values)-1)
-	lo := math.Floor(rank)
-	hi := math.Ceil(rank)
-	w := rank - lo
-	return values[int(lo)]*(1-w) + values[int(hi)]*w
 }
 
 // maxGapFactor is, in resolutions, the longest interval between two samples over which a
@@ -342,16 +120,15 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 	if err := q.Validate(); err != nil {
 		return fmt.Errorf("range query: %w", err)
 	}
-	if q.Agg == "" {
+	if q.Agg == (Agg{}) {
 		q.Agg = AggAvg
 	}
-	kind, ok := sel.Object.kind()
-	if !ok {
-		return fmt.Errorf("range query: unknown object %d", sel.Object)
+	name := SeriesName(sel.Object, q.Resource)
+	if name == "" {
+		return fmt.Errorf("range query: no %s series of object %s", q.Resource, sel.Object)
 	}
-	slot, _ := q.Resource.slot()
 	maxGap := time.Duration(maxGapFactor * float64(db.cfg.Resolution))
-	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, metricNameLabel, metricNames[kind][slot])}
+	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, metricNameLabel, name)}
 	for _, l := range []struct{ name, value string }{
 		{LabelNode, sel.Node}, {LabelNamespace, sel.Namespace}, {LabelPod, sel.Pod},
 		{LabelContainer, sel.Container}, {LabelUID, sel.UID},
@@ -380,7 +157,7 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 	}
 	defer querier.Close()
 
-	r := newRanger(q, slot == slotCPU, maxGap)
+	r := newRanger(q, q.Resource.Kind() == KindCounter, maxGap)
 	set := querier.Select(ctx, true, &storage.SelectHints{Start: mint, End: maxt}, ms...)
 	var it chunkenc.Iterator
 	n := 0
@@ -418,7 +195,7 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 // ranger turns one series' samples into step values and a summary, reusing its buffers.
 type ranger struct {
 	q                    RangeQuery
-	cpu                  bool
+	rate                 bool // a counter's: raw points are rates between samples
 	maxGapMs             int64
 	startMs, stepMs      int64
 	lastMs               int64 // the last step's time
@@ -434,37 +211,23 @@ type ranger struct {
 	quantile             float64
 	isQuantile, isAvgAgg bool
 	// The summary: every raw point is kept only when a percentile is wanted.
-	wantAvg, wantMin, wantMax bool
-	quantiles                 []Agg
-	allMin, allMax            float64
-	count                     int
+	keepAll        bool
+	allMin, allMax float64
+	count          int
 }
 
-func newRanger(q RangeQuery, cpu bool, maxGap time.Duration) *ranger {
+func newRanger(q RangeQuery, rate bool, maxGap time.Duration) *ranger {
 	r := &ranger{
-		q: q, cpu: cpu, maxGapMs: maxGap.Milliseconds(),
+		q: q, rate: rate, maxGapMs: maxGap.Milliseconds(),
 		startMs: q.Start.UnixMilli(), stepMs: q.Step.Milliseconds(), lastMs: q.At(q.Steps() - 1).UnixMilli(),
 		series: RangeSeries{Values: make([]float64, q.Steps())},
 	}
 	if r.stepMs <= 0 {
 		r.stepMs = 1
 	}
-	r.quantile, r.isQuantile = q.Agg.quantile()
+	r.quantile, r.isQuantile = q.Agg.Quantile()
 	r.isAvgAgg = q.Agg == AggAvg
-	for _, a := range q.Summary {
-		switch a {
-		case AggAvg:
-			r.wantAvg = true
-		case AggMin:
-			r.wantMin = true
-		case AggMax:
-			r.wantMax = true
-		case AggP50, AggP90, AggP95, AggP99:
-			if !slices.Contains(r.quantiles, a) {
-				r.quantiles = append(r.quantiles, a)
-			}
-		}
-	}
+	r.keepAll = slices.ContainsFunc(q.Summary, func(a Agg) bool { _, ok := a.Quantile(); return ok })
 	return r
 }
 
@@ -502,7 +265,7 @@ func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			continue
 		}
-		if !r.cpu {
+		if !r.rate {
 			r.add(t, v, 1)
 			continue
 		}
@@ -524,34 +287,11 @@ func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 
 // summary returns the wanted aggregations of the series' raw points.
 func (r *ranger) summary() Summary {
-	s := emptySummary()
-	s.Count = r.count
-	if r.count == 0 {
-		return s
+	avg := 0.0
+	if r.count > 0 {
+		avg = r.allSum / r.allWeight
 	}
-	if r.wantAvg {
-		s.Avg = r.allSum / r.allWeight
-	}
-	if r.wantMin {
-		s.Min = r.allMin
-	}
-	if r.wantMax {
-		s.Max = r.allMax
-	}
-	switch {
-	case len(r.quantiles) > 2:
-		slices.Sort(r.all)
-		for _, a := range r.quantiles {
-			q, _ := a.quantile()
-			s.set(a, quantileSorted(r.all, q))
-		}
-	default:
-		for _, a := range r.quantiles {
-			q, _ := a.quantile()
-			s.set(a, quantileSelect(r.all, q))
-		}
-	}
-	return s
+	return summaryOf(r.q.Summary, r.count, avg, r.allMin, r.allMax, r.all)
 }
 
 // add records a raw point v at tMs, weighing w in averages (its interval for CPU).
@@ -567,7 +307,7 @@ func (r *ranger) add(tMs int64, v, w float64) {
 	r.bucket = append(r.bucket, v)
 	r.stepSum += v * w
 	r.stepWeight += w
-	if len(r.quantiles) > 0 {
+	if r.keepAll {
 		r.all = append(r.all, v)
 	}
 	r.count++
@@ -599,17 +339,4 @@ func (r *ranger) flush() {
 	}
 	r.series.Values[r.curStep] = v
 	r.bucket, r.stepSum, r.stepWeight = r.bucket[:0], 0, 0
-}
-
-// String names the object kind.
-func (o Object) String() string {
-	switch o {
-	case ObjectNode:
-		return "node"
-	case ObjectPod:
-		return "pod"
-	case ObjectContainer:
-		return "container"
-	}
-	return fmt.Sprintf("Object(%d)", uint8(o))
 }

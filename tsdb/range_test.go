@@ -127,7 +127,7 @@ func TestRangeCPU(t *testing.T) {
 	}
 
 	t.Run("summary over raw points", func(t *testing.T) {
-		q := RangeQuery{Start: at(0), End: at(10 * time.Minute), Step: 5 * time.Minute, Resource: ResourceCPU, Summary: Aggs}
+		q := RangeQuery{Start: at(0), End: at(10 * time.Minute), Step: 5 * time.Minute, Resource: ResourceCPU, Summary: defaultAggs}
 		got := collect(t, db, sel, q)
 		if len(got) != 1 {
 			t.Fatalf("got %d series", len(got))
@@ -137,22 +137,27 @@ func TestRangeCPU(t *testing.T) {
 		if s.Count != 35 {
 			t.Errorf("count = %d, want 35", s.Count)
 		}
-		if !near(s.Avg, (16*.25+19*.5)/35) || s.Min != .25 || s.Max != .5 {
-			t.Errorf("avg/min/max = %v/%v/%v", s.Avg, s.Min, s.Max)
+		if !near(s.Get(AggAvg), (16*.25+19*.5)/35) || s.Get(AggMin) != .25 || s.Get(AggMax) != .5 {
+			t.Errorf("avg/min/max = %v/%v/%v", s.Get(AggAvg), s.Get(AggMin), s.Get(AggMax))
 		}
 		// sorted: 16 × .25 then 19 × .5; p50 rank 17 → .5; p90 → .5.
-		if s.P50 != .5 || s.P99 != .5 {
-			t.Errorf("p50 = %v, p99 = %v", s.P50, s.P99)
+		if s.Get(AggP50) != .5 || s.Get(AggP99) != .5 {
+			t.Errorf("p50 = %v, p99 = %v", s.Get(AggP50), s.Get(AggP99))
 		}
 		q.Step = 15 * time.Second
-		if s2 := collect(t, db, sel, q)[0].Summary; s2 != s {
+		if s2 := collect(t, db, sel, q)[0].Summary; s2.Count != s.Count || !slices.Equal(s2.Values, s.Values) {
 			t.Errorf("summary depends on the step: %+v vs %+v", s2, s)
 		}
 		// Asking for fewer aggregations computes the same ones, and leaves the rest NaN.
-		q.Summary = []Agg{AggP95, AggMax}
+		p999, err := ParseAgg("p99.9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Summary = []Agg{AggP95, AggMax, p999}
 		s3 := collect(t, db, sel, q)[0].Summary
-		if s3.P95 != s.P95 || s3.Max != s.Max || s3.Count != s.Count || !math.IsNaN(s3.Avg) || !math.IsNaN(s3.P50) {
-			t.Errorf("summary of p95,max = %+v, want p95 %v, max %v, count %d, the rest NaN", s3, s.P95, s.Max, s.Count)
+		if s3.Get(AggP95) != s.Get(AggP95) || s3.Get(AggMax) != s.Get(AggMax) || s3.Count != s.Count ||
+			s3.Get(p999) != .5 || !math.IsNaN(s3.Get(AggAvg)) || !math.IsNaN(s3.Get(AggP50)) {
+			t.Errorf("summary of p95,max,p99.9 = %+v, want p95 %v, max %v, p99.9 .5, count %d, the rest NaN", s3, s.Get(AggP95), s.Get(AggMax), s.Count)
 		}
 	})
 }
@@ -184,15 +189,21 @@ func TestQuantileSelect(t *testing.T) {
 	}
 }
 
+// defaultAggs are the history API's default summary.
+var defaultAggs = []Agg{AggAvg, AggMin, AggMax, AggP50, AggP90, AggP95, AggP99, AggCount}
+
 func TestSummarizeQuantiles(t *testing.T) {
-	s := Summarize([]float64{4, nan, 1, 3, 2})
-	want := Summary{Count: 4, Avg: 2.5, Min: 1, Max: 4, P50: 2.5, P90: 3.7, P95: 3.85, P99: 3.97}
-	for _, a := range Aggs {
-		if !near(s.Get(a), want.Get(a)) {
-			t.Errorf("%s = %v, want %v", a, s.Get(a), want.Get(a))
+	want := map[Agg]float64{AggCount: 4, AggAvg: 2.5, AggMin: 1, AggMax: 4, AggP50: 2.5, AggP90: 3.7, AggP95: 3.85, AggP99: 3.97}
+	// Four percentiles are read after a sort, two by selection: the same values.
+	for _, aggs := range [][]Agg{defaultAggs, {AggP90, AggP99}, {AggP50}} {
+		s := Summarize([]float64{4, nan, 1, 3, 2}, aggs)
+		for _, a := range aggs {
+			if !near(s.Get(a), want[a]) {
+				t.Errorf("%v: %s = %v, want %v", aggs, a, s.Get(a), want[a])
+			}
 		}
 	}
-	if e := Summarize(nil); e.Count != 0 || !math.IsNaN(e.P95) {
+	if e := Summarize(nil, defaultAggs); e.Count != 0 || !math.IsNaN(e.Get(AggP95)) || e.Get(AggCount) != 0 {
 		t.Errorf("empty summary = %+v", e)
 	}
 }
@@ -208,7 +219,7 @@ func TestRangeContainersAndPods(t *testing.T) {
 			ctr("b/db", "app", ts, start, float64(i)*15*0.3, 300),
 		)
 		n.Pods = []PodSample{
-			{Namespace: "a", Pod: "web", UID: "uid-web", Sample: Sample{Time: ts, CPUSeconds: float64(i) * 15 * 0.3, MemoryBytes: 300}},
+			{Namespace: "a", Pod: "web", UID: "uid-web", Sample: cpuMem(ts, float64(i)*15*0.3, 300)},
 		}
 		write(t, db, batch(n))
 	}
@@ -217,11 +228,11 @@ func TestRangeContainersAndPods(t *testing.T) {
 	if len(got) != 2 || got[0].ID.Container != "app" || got[1].ID.Container != "side" {
 		t.Fatalf("containers of a/web: %+v", got)
 	}
-	if !near(got[0].Summary.Avg, 0.1) || !near(got[1].Summary.Avg, 0.2) || got[0].ID.UID != "uid-web" {
-		t.Errorf("averages %v, %v; id %+v", got[0].Summary.Avg, got[1].Summary.Avg, got[0].ID)
+	if !near(got[0].Summary.Get(AggAvg), 0.1) || !near(got[1].Summary.Get(AggAvg), 0.2) || got[0].ID.UID != "uid-web" {
+		t.Errorf("averages %v, %v; id %+v", got[0].Summary.Get(AggAvg), got[1].Summary.Get(AggAvg), got[0].ID)
 	}
 	pod := collect(t, db, Selector{Object: ObjectPod, UID: "uid-web"}, q)
-	if len(pod) != 1 || !near(pod[0].Summary.Avg, 0.3) {
+	if len(pod) != 1 || !near(pod[0].Summary.Get(AggAvg), 0.3) {
 		t.Errorf("pod uid-web: %+v", pod)
 	}
 	some := collect(t, db, Selector{Object: ObjectContainer, UIDs: []string{"uid-db", "uid-nope", "x|.*"}}, q)
@@ -244,8 +255,10 @@ func TestRangeInvalid(t *testing.T) {
 	for _, q := range []RangeQuery{
 		{Start: at(0), End: at(time.Minute), Resource: ResourceCPU},
 		{Start: at(time.Minute), End: at(0), Step: time.Second, Resource: ResourceCPU},
-		{Start: at(0), End: at(time.Minute), Step: time.Second, Resource: "gpu"},
-		{Start: at(0), End: at(time.Minute), Step: time.Second, Resource: ResourceCPU, Agg: "median"},
+		{Start: at(0), End: at(time.Minute), Step: time.Second, Resource: NumResources},
+		{Start: at(0), End: at(time.Minute), Step: time.Second, Resource: ResourceStartTime}, // stored, not served
+		{Start: at(0), End: at(time.Minute), Step: time.Second, Resource: ResourceCPU, Agg: Agg{op: aggPercentile}},
+		{Start: at(0), End: at(time.Minute), Step: time.Second, Resource: ResourceCPU, Summary: []Agg{{}}},
 	} {
 		if err := db.Range(context.Background(), Selector{Object: ObjectNode}, q, func(*RangeSeries) error { return nil }); err == nil {
 			t.Errorf("Range(%+v) = nil, want an error", q)

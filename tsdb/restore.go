@@ -65,6 +65,19 @@ func (r *restoredSeries) points() []point {
 	return out
 }
 
+// restoreNames are the series restore reads: the CPU, memory and start time of nodes
+// and containers, what the current window is computed from.
+var restoreNames = func() []string {
+	var out []string
+	for _, s := range Schema {
+		if (s.Object == ObjectNode || s.Object == ObjectContainer) &&
+			(s.Resource == ResourceCPU || s.Resource == ResourceMemory || s.Resource == ResourceStartTime) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}()
+
 // podKey groups containers by pod.
 type podKey struct {
 	node, uid string
@@ -81,17 +94,19 @@ func (db *DB) restore(ctx context.Context, now time.Time) error {
 	}
 	defer q.Close()
 
-	names := strings.Join([]string{MetricNodeCPU, MetricNodeMemory, MetricContainerCPU, MetricContainerMemory, MetricContainerStartTime}, "|")
-	ss := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchRegexp, metricNameLabel, names))
+	ss := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchRegexp, metricNameLabel, strings.Join(restoreNames, "|")))
 	objs := make(map[objKey]*restoredSeries)
 	var it chunkenc.Iterator
 	for ss.Next() {
 		s := ss.At()
 		ls := s.Labels()
-		k := objKey{kind: kindNode, node: ls.Get(LabelNode)}
-		name := ls.Get(metricNameLabel)
-		if strings.HasPrefix(name, "container_") {
-			k = objKey{kind: kindContainer, node: k.node, namespace: ls.Get(LabelNamespace), pod: ls.Get(LabelPod),
+		def, ok := LookupSeries(ls.Get(metricNameLabel))
+		if !ok {
+			continue
+		}
+		k := objKey{kind: ObjectNode, node: ls.Get(LabelNode)}
+		if def.Object == ObjectContainer {
+			k = objKey{kind: ObjectContainer, node: k.node, namespace: ls.Get(LabelNamespace), pod: ls.Get(LabelPod),
 				container: ls.Get(LabelContainer), uid: ls.Get(LabelUID)}
 		}
 		if k.node == "" {
@@ -111,12 +126,12 @@ func (db *DB) restore(ctx context.Context, now time.Time) error {
 		if err := it.Err(); err != nil {
 			return fmt.Errorf("read %s: %w", ls, err)
 		}
-		switch name {
-		case MetricNodeCPU, MetricContainerCPU:
+		switch def.Resource {
+		case ResourceCPU:
 			r.cpu = samples
-		case MetricNodeMemory, MetricContainerMemory:
+		case ResourceMemory:
 			r.mem = samples
-		case MetricContainerStartTime:
+		case ResourceStartTime:
 			r.start = samples
 		}
 	}
@@ -147,7 +162,7 @@ func (db *DB) restore(ctx context.Context, now time.Time) error {
 			continue
 		}
 		pts = pts[max(0, len(pts)-2):]
-		if k.kind == kindNode {
+		if k.kind == ObjectNode {
 			st := node(k.node)
 			for _, p := range pts {
 				if p.cpu == 0 || p.mem == 0 {

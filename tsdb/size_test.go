@@ -32,8 +32,8 @@ func newNoisyCluster(nodes, podsPerNode, containersPerPod int) *noisyCluster {
 	}
 	c.each(func(s *Sample) {
 		c.rates[s] = math.Exp(c.rng.Float64()*math.Log(2000)) / 1000 // log-uniform 0.001..2
-		s.MemoryBytes = float64(4096 * (1 + c.rng.IntN(500_000)))
-		s.CPUSeconds = c.rng.Float64() * 1e5
+		s.Values[ResourceMemory] = float64(4096 * (1 + c.rng.IntN(500_000)))
+		s.Values[ResourceCPU] = c.rng.Float64() * 1e5
 	})
 	return c
 }
@@ -60,10 +60,10 @@ func (c *noisyCluster) round(t time.Time) Batch {
 		prev := s.Time
 		s.Time = t.Add(-time.Duration(c.rng.IntN(3000)) * time.Millisecond)
 		if !prev.IsZero() {
-			s.CPUSeconds += c.rates[s] * s.Time.Sub(prev).Seconds() * (0.5 + c.rng.Float64())
+			s.Values[ResourceCPU] += c.rates[s] * s.Time.Sub(prev).Seconds() * (0.5 + c.rng.Float64())
 		}
 		if c.rng.IntN(10) < 7 {
-			s.MemoryBytes = max(4096, s.MemoryBytes+float64(4096*(c.rng.IntN(513)-256)))
+			s.Values[ResourceMemory] = max(4096, s.Values[ResourceMemory]+float64(4096*(c.rng.IntN(513)-256)))
 		}
 	})
 	return c.b

@@ -8,14 +8,22 @@ type Sample struct {
 	// Time is the sample's own timestamp (the kubelet's, in milliseconds), or the scrape
 	// time when the kubelet sent none (kwok sends none).
 	Time time.Time
-	// CPUSeconds is the cumulative CPU time in core-seconds (…_cpu_usage_seconds_total).
-	CPUSeconds float64
-	// MemoryBytes is the working set in bytes (…_memory_working_set_bytes).
-	MemoryBytes float64
-	// SwapBytes is the swap usage in bytes; meaningful only when HasSwap is true.
-	SwapBytes float64
-	HasSwap   bool
+	// Values holds the reading of each resource in Present, in its series' unit:
+	// Values[ResourceCPU] is the cumulative CPU time in core-seconds
+	// (…_cpu_usage_seconds_total), Values[ResourceMemory] the working set in bytes. A
+	// value whose resource is not in Present is 0 and is not stored.
+	Values  [NumResources]float64
+	Present ResourceSet
 }
+
+// Set sets the value of resource r and adds r to Present.
+func (s *Sample) Set(r Resource, v float64) {
+	s.Values[r] = v
+	s.Present = s.Present.With(r)
+}
+
+// Get returns the value of resource r, false when the sample has none.
+func (s *Sample) Get(r Resource) (float64, bool) { return s.Values[r], s.Present.Has(r) }
 
 // ContainerSample is one container's reading on one node.
 type ContainerSample struct {
@@ -24,7 +32,9 @@ type ContainerSample struct {
 	Container string
 	// UID is the pod's UID from the pod informer; empty when the pod is not (yet) known.
 	UID string
-	// StartTime is container_start_time_seconds; zero when the kubelet did not report it.
+	// StartTime is container_start_time_seconds (ResourceStartTime); zero when the
+	// kubelet did not report it. It is kept to the nanosecond, as metrics-server's rules
+	// compare it with timestamps, so it is not one of Sample.Values.
 	StartTime time.Time
 	Sample
 }

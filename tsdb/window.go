@@ -77,7 +77,7 @@ func sampleTime(t time.Time) int64 { return t.UnixMilli() * int64(time.Milliseco
 // nodePoint converts a node's reading, or reports false when metrics-server's decoder
 // would drop it (no node sample, or zero timestamp, CPU or memory).
 func nodePoint(s *NodeScrape) (point, bool) {
-	p := point{start: noStart, cpu: uint64(s.NodeSample.CPUSeconds * 1e9), mem: uint64(s.NodeSample.MemoryBytes)}
+	p := point{start: noStart, cpu: uint64(s.NodeSample.Values[ResourceCPU] * 1e9), mem: uint64(s.NodeSample.Values[ResourceMemory])}
 	if !s.HasNode || s.NodeSample.Time.IsZero() || p.cpu == 0 || p.mem == 0 {
 		return point{}, false
 	}
@@ -89,11 +89,11 @@ func nodePoint(s *NodeScrape) (point, bool) {
 // nothing at all (metrics-server skips those); ok is false when metrics-server's decoder
 // would drop the container's whole pod (zero timestamp, CPU or memory).
 func containerPoint(c *ContainerSample) (p point, empty, ok bool) {
-	p = point{start: noStart, cpu: uint64(c.CPUSeconds * 1e9), mem: uint64(c.MemoryBytes)}
+	p = point{start: noStart, cpu: uint64(c.Values[ResourceCPU] * 1e9), mem: uint64(c.Values[ResourceMemory])}
 	if !c.StartTime.IsZero() {
 		p.start = c.StartTime.UnixNano()
 	}
-	if c.Time.IsZero() && p.cpu == 0 && p.mem == 0 && uint64(c.SwapBytes) == 0 && c.StartTime.IsZero() {
+	if c.Time.IsZero() && p.cpu == 0 && p.mem == 0 && uint64(c.Values[ResourceSwap]) == 0 && c.StartTime.IsZero() {
 		return point{}, true, false
 	}
 	if c.Time.IsZero() || p.cpu == 0 || p.mem == 0 {
