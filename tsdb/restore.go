@@ -87,10 +87,22 @@ type podKey struct {
 // restore fills the index from the TSDB's points newer than restoreLookback resolutions
 // before now.
 func (db *DB) restore(ctx context.Context, now time.Time) error {
-	res := db.cfg.Resolution
-	q, err := db.tsdb.Querier(now.Add(-restoreLookback*res).UnixMilli(), math.MaxInt64)
+	objs, err := db.readRecent(ctx, now.Add(-restoreLookback*db.cfg.Resolution))
 	if err != nil {
-		return fmt.Errorf("query: %w", err)
+		return err
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.idx.rebuild(objs, now, now.Add(-restoreFresh*db.cfg.Resolution))
+	return nil
+}
+
+// readRecent reads the samples since from of the series restoreNames lists, by node or
+// container.
+func (db *DB) readRecent(ctx context.Context, from time.Time) (map[objKey]*restoredSeries, error) {
+	q, err := db.tsdb.Querier(from.UnixMilli(), math.MaxInt64)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
 	}
 	defer q.Close()
 
@@ -124,7 +136,7 @@ func (db *DB) restore(ctx context.Context, now time.Time) error {
 			samples = append(samples, restoredSample{t: t, v: v})
 		}
 		if err := it.Err(); err != nil {
-			return fmt.Errorf("read %s: %w", ls, err)
+			return nil, fmt.Errorf("read %s: %w", ls, err)
 		}
 		switch def.Resource {
 		case ResourceCPU:
@@ -136,13 +148,17 @@ func (db *DB) restore(ctx context.Context, now time.Time) error {
 		}
 	}
 	if err := ss.Err(); err != nil {
-		return fmt.Errorf("select: %w", err)
+		return nil, fmt.Errorf("select: %w", err)
 	}
+	return objs, nil
+}
 
-	fresh := now.Add(-restoreFresh * res).UnixNano()
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	x := db.idx
+// rebuild feeds the last two points of every node and container whose last point is not
+// older than fresh through Write's rules, then restores the pods: a pod gets the
+// containers of its newest node and UID, unless one of them was incomplete in its last
+// scrape. The caller holds db.mu.
+func (x *index) rebuild(objs map[objKey]*restoredSeries, now, fresh time.Time) {
+	freshNs := fresh.UnixNano()
 	noReject := func(string) {}
 	node := func(name string) *nodeState {
 		st := x.nodes[name]
@@ -158,31 +174,15 @@ func (db *DB) restore(ctx context.Context, now time.Time) error {
 	newestTS := make(map[PodRef]int64)
 	for k, r := range objs {
 		pts := r.points()
-		if len(pts) == 0 || pts[len(pts)-1].ts < fresh {
+		if len(pts) == 0 || pts[len(pts)-1].ts < freshNs {
 			continue
 		}
 		pts = pts[max(0, len(pts)-2):]
 		if k.kind == ObjectNode {
-			st := node(k.node)
-			for _, p := range pts {
-				if p.cpu == 0 || p.mem == 0 {
-					st.last, st.prev, st.hasLast, st.hasPrev = point{}, point{}, false, false
-					continue
-				}
-				x.nextNode(k.node, st, p, noReject)
-			}
+			x.restoreNode(node(k.node), k.node, pts, noReject)
 			continue
 		}
-		var c *containerState
-		for _, p := range pts {
-			if p.cpu == 0 || p.mem == 0 {
-				c = nil
-				continue
-			}
-			next := containerState{name: k.container, last: p}
-			next.prev, next.hasPrev = x.containerPrev(PodRef{}, c, p, noReject)
-			c = &next
-		}
+		c := x.restoreContainer(k.container, pts, noReject)
 		pk := podKey{node: k.node, uid: k.uid, ref: PodRef{Namespace: k.namespace, Name: k.pod}}
 		if c == nil {
 			// The last point is incomplete: the pod was dropped in its last scrape.
@@ -204,5 +204,32 @@ func (db *DB) restore(ctx context.Context, now time.Time) error {
 		st.pods = append(st.pods, pk.ref)
 	}
 	x.count()
-	return nil
+}
+
+// restoreNode feeds a node's last points (at most two, oldest first) through Write's rules;
+// an incomplete point (zero CPU or memory) forgets what came before.
+func (x *index) restoreNode(st *nodeState, name string, pts []point, reject rejectFunc) {
+	for _, p := range pts {
+		if p.cpu == 0 || p.mem == 0 {
+			st.last, st.prev, st.hasLast, st.hasPrev = point{}, point{}, false, false
+			continue
+		}
+		x.nextNode(name, st, p, reject)
+	}
+}
+
+// restoreContainer returns the state of a container from its last points (at most two,
+// oldest first), nil when the last one is incomplete.
+func (x *index) restoreContainer(name string, pts []point, reject rejectFunc) *containerState {
+	var c *containerState
+	for _, p := range pts {
+		if p.cpu == 0 || p.mem == 0 {
+			c = nil
+			continue
+		}
+		next := containerState{name: name, last: p}
+		next.prev, next.hasPrev = x.containerPrev(PodRef{}, c, p, reject)
+		c = &next
+	}
+	return c
 }
