@@ -96,49 +96,71 @@ type limits struct {
 // [start, end]: step values then line up across queries and a step's value never mixes
 // two queries' boundaries.
 func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query, error) {
-	// In name order, so that a request with several bad parameters always gets one answer.
-	for _, name := range slices.Sorted(maps.Keys(v)) {
-		vals := v[name]
-		if !slices.Contains(knownParams, name) {
-			return nil, paramError(name, "unknown parameter; known: %s", strings.Join(knownParams, ", "))
-		}
-		if len(vals) > 1 {
-			return nil, paramError(name, "given %d times; give it once", len(vals))
-		}
-		if len(vals[0]) > maxParamLen {
-			return nil, paramError(name, "%d bytes long, more than %d", len(vals[0]), maxParamLen)
-		}
+	if err := checkParams(v); err != nil {
+		return nil, err
 	}
 	q := &query{agg: tsdb.AggAvg, summary: defaultSummary, view: viewSeries, format: formatJSON,
 		resources: defaultResources}
+	for _, parse := range []func() error{
+		func() error { return q.parseGrid(v, now, lim) },
+		func() error { return q.parseComputation(v) },
+		func() error { return q.parsePresentation(v, accept) },
+	} {
+		if err := parse(); err != nil {
+			return nil, err
+		}
+	}
+	return q, nil
+}
+
+// checkParams rejects unknown, repeated and overlong parameters, in name order, so that a
+// request with several bad parameters always gets one answer.
+func checkParams(v url.Values) error {
+	for _, name := range slices.Sorted(maps.Keys(v)) {
+		vals := v[name]
+		if !slices.Contains(knownParams, name) {
+			return paramError(name, "unknown parameter; known: %s", strings.Join(knownParams, ", "))
+		}
+		if len(vals) > 1 {
+			return paramError(name, "given %d times; give it once", len(vals))
+		}
+		if len(vals[0]) > maxParamLen {
+			return paramError(name, "%d bytes long, more than %d", len(vals[0]), maxParamLen)
+		}
+	}
+	return nil
+}
+
+// parseGrid reads start, end and step, and aligns the grid to multiples of the step.
+func (q *query) parseGrid(v url.Values, now time.Time, lim limits) error {
 	var err error
 	q.end = now
 	if s := v.Get(paramEnd); s != "" {
 		if q.end, err = parseTime(s, now); err != nil {
-			return nil, paramError(paramEnd, "%v", err)
+			return paramError(paramEnd, "%v", err)
 		}
 	}
 	q.start = q.end.Add(-defaultRange)
 	if s := v.Get(paramStart); s != "" {
 		if q.start, err = parseTime(s, now); err != nil {
-			return nil, paramError(paramStart, "%v", err)
+			return paramError(paramStart, "%v", err)
 		}
 	}
 	if !q.start.Before(q.end) {
-		return nil, paramError(paramStart, "%s is not before end %s", q.start.Format(time.RFC3339), q.end.Format(time.RFC3339))
+		return paramError(paramStart, "%s is not before end %s", q.start.Format(time.RFC3339), q.end.Format(time.RFC3339))
 	}
 	if s := v.Get(paramStep); s != "" {
 		if q.step, err = querytime.Duration(s); err != nil {
-			return nil, paramError(paramStep, "%v", err)
+			return paramError(paramStep, "%v", err)
 		}
 		if q.step < time.Second {
-			return nil, paramError(paramStep, "%s is shorter than 1s", q.step)
+			return paramError(paramStep, "%s is shorter than 1s", q.step)
 		}
 		if q.step > maxStep {
-			return nil, paramError(paramStep, "%q is longer than 10 years", s)
+			return paramError(paramStep, "%q is longer than 10 years", s)
 		}
 		if q.step%time.Second != 0 {
-			return nil, paramError(paramStep, "%s is not a whole number of seconds", q.step)
+			return paramError(paramStep, "%s is not a whole number of seconds", q.step)
 		}
 	} else {
 		q.step = defaultStep(q.end.Sub(q.start), lim.resolution, lim.maxPoints)
@@ -147,16 +169,21 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 	q.start = alignDown(q.start, q.step)
 	q.end = alignUp(q.end, q.step)
 	if n := float64(q.end.Sub(q.start)/q.step) + 1; n > float64(lim.maxPoints) {
-		return nil, &limitError{msg: fmt.Sprintf("step %s over %s gives %.0f points per series, more than the limit of %d (--history-max-points): use a step of at least %s",
+		return &limitError{msg: fmt.Sprintf("step %s over %s gives %.0f points per series, more than the limit of %d (--history-max-points): use a step of at least %s",
 			q.step, q.end.Sub(q.start), n, lim.maxPoints, minStep(q.end.Sub(q.start), lim.maxPoints))}
 	}
+	return nil
+}
 
+// parseComputation reads what is computed: resource, agg, summary, labelSelector and by.
+func (q *query) parseComputation(v url.Values) error {
+	var err error
 	if s := v.Get(paramResource); s != "" {
 		q.resources = nil
 		for r := range strings.SplitSeq(s, ",") {
 			res, ok := tsdb.ParseResource(strings.TrimSpace(r))
 			if !ok || !res.History() {
-				return nil, paramError(paramResource, "unknown resource %q; known: %s", r, resourceList())
+				return paramError(paramResource, "unknown resource %q; known: %s", r, resourceList())
 			}
 			if !slices.Contains(q.resources, res) {
 				q.resources = append(q.resources, res)
@@ -165,7 +192,7 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 	}
 	if s := v.Get(paramAgg); s != "" {
 		if q.agg, err = tsdb.ParseAgg(s); err != nil {
-			return nil, paramError(paramAgg, "unknown aggregation %q; known: %s", s, tsdb.AggSyntax)
+			return paramError(paramAgg, "unknown aggregation %q; known: %s", s, tsdb.AggSyntax)
 		}
 	}
 	if s, ok := v[paramSummary]; ok {
@@ -174,7 +201,7 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 			for a := range strings.SplitSeq(s[0], ",") {
 				agg, err := tsdb.ParseAgg(strings.TrimSpace(a))
 				if err != nil {
-					return nil, paramError(paramSummary, "unknown aggregation %q; known: %s; or none", a, tsdb.AggSyntax)
+					return paramError(paramSummary, "unknown aggregation %q; known: %s; or none", a, tsdb.AggSyntax)
 				}
 				if !slices.Contains(q.summary, agg) {
 					q.summary = append(q.summary, agg)
@@ -182,10 +209,26 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 			}
 		}
 	}
+	if s := v.Get(paramLabelSelector); s != "" {
+		if q.selector, err = labels.Parse(s); err != nil {
+			return paramError(paramLabelSelector, "%v", err)
+		}
+	}
+	switch by := v.Get(paramBy); by {
+	case "", "pod":
+		q.by = by
+	default:
+		return paramError(paramBy, "unknown grouping %q; known: pod", by)
+	}
+	return nil
+}
+
+// parsePresentation reads how the answer is written: view and format (or Accept).
+func (q *query) parsePresentation(v url.Values, accept string) error {
 	if s := v.Get(paramView); s != "" {
 		q.view = view(s)
 		if q.view != viewSeries && q.view != viewSummary {
-			return nil, paramError(paramView, "unknown view %q; known: series, summary", s)
+			return paramError(paramView, "unknown view %q; known: series, summary", s)
 		}
 	}
 	switch f := v.Get(paramFormat); f {
@@ -196,20 +239,9 @@ func parseQuery(v url.Values, accept string, now time.Time, lim limits) (*query,
 	case string(formatJSON), string(formatCSV):
 		q.format = format(f)
 	default:
-		return nil, paramError(paramFormat, "unknown format %q; known: json, csv", f)
+		return paramError(paramFormat, "unknown format %q; known: json, csv", f)
 	}
-	if s := v.Get(paramLabelSelector); s != "" {
-		if q.selector, err = labels.Parse(s); err != nil {
-			return nil, paramError(paramLabelSelector, "%v", err)
-		}
-	}
-	switch by := v.Get(paramBy); by {
-	case "", "pod":
-		q.by = by
-	default:
-		return nil, paramError(paramBy, "unknown grouping %q; known: pod", by)
-	}
-	return q, nil
+	return nil
 }
 
 // defaultSummary is the summary when the request names none. It is frozen
