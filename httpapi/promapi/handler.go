@@ -185,13 +185,11 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, res result) {
 	if res.done != nil {
 		defer res.done()
 	}
-	code := http.StatusOK
 	if res.err != nil {
-		code = res.err.code
 		switch {
 		case res.err.typ == errorCanceled:
 			h.log.Debug("request canceled", "path", r.URL.Path, "err", res.err.err)
-		case code >= 500:
+		case res.err.code >= 500:
 			h.log.Warn("request failed", "path", r.URL.Path, "type", res.err.typ, "err", res.err.err)
 		}
 		writeError(w, res.err)
