@@ -25,6 +25,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/hindsight-metrics/hindsight/httpapi/budget"
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
@@ -591,15 +592,7 @@ func slogt(t testing.TB) *slog.Logger {
 	if testing.Short() || os.Getenv("HTTPAPI_TEST_LOG") == "" {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tbWriter struct{ t testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+	return testlog.New(t)
 }
 
 // The model: what the API documents a series' values to be, computed from the samples

@@ -23,6 +23,7 @@ import (
 	batchv1listers "k8s.io/client-go/listers/batch/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
 
@@ -137,7 +138,7 @@ func testFeed(t testing.TB, w Catalog, objs ...any) *Feed {
 	}
 	return &Feed{
 		w: w, rs: appsv1listers.NewReplicaSetLister(rsIdx), jobs: batchv1listers.NewJobLister(jobIdx),
-		now: func() time.Time { return invT0 }, log: slogt(t),
+		now: func() time.Time { return invT0 }, log: testlog.New(t),
 		dirtyPods: map[types.UID]struct{}{}, dirtyNodes: map[string]struct{}{},
 	}
 }
@@ -511,12 +512,12 @@ func TestNewRejectsMissingDependencies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := full
 			tt.cfg(&cfg)
-			if _, err := New(tt.cat, cfg, slogt(t), nil); err == nil {
+			if _, err := New(tt.cat, cfg, testlog.New(t), nil); err == nil {
 				t.Error("New succeeded")
 			}
 		})
 	}
-	if _, err := New(newFakeCatalog(), full, slogt(t), prometheus.NewRegistry()); err != nil {
+	if _, err := New(newFakeCatalog(), full, testlog.New(t), prometheus.NewRegistry()); err != nil {
 		t.Errorf("New with every dependency = %v", err)
 	}
 }
@@ -542,7 +543,7 @@ func TestInventoryInformers(t *testing.T) {
 		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
 		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
 		Now: func() time.Time { return invT0 },
-	}, slogt(t), prometheus.NewRegistry())
+	}, testlog.New(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,7 +691,7 @@ func TestResyncStopsWithContext(t *testing.T) {
 	inv, err := New(newFakeCatalog(), Config{
 		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
 		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
-	}, slogt(t), nil)
+	}, testlog.New(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
 
@@ -159,7 +160,7 @@ func TestRunFailsWhenHandlersCannotBeAdded(t *testing.T) {
 	f, err := New(newFakeCatalog(), Config{
 		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
 		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
-	}, slogt(t), nil)
+	}, testlog.New(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

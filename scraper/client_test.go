@@ -28,6 +28,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 )
 
 const kwokBody = "node_cpu_usage_seconds_total 5.826555575448\nnode_memory_working_set_bytes 6.30194176e+08\n" +
@@ -85,7 +87,7 @@ func newTestClient(t testing.TB, cfg KubeletConfig) *KubeletClient {
 		cfg.PreferredAddressTypes = []corev1.NodeAddressType{corev1.NodeInternalIP}
 	}
 	cfg.UseNodeStatusPort = true
-	kc, err := NewKubeletClient(cfg, slogt(t))
+	kc, err := NewKubeletClient(cfg, testlog.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,7 @@ func TestKubeletURL(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			kc, err := NewKubeletClient(tc.cfg, slogt(t))
+			kc, err := NewKubeletClient(tc.cfg, testlog.New(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -429,7 +431,7 @@ func TestNewKubeletClientErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			kc, err := NewKubeletClient(tc.cfg, slogt(t))
+			kc, err := NewKubeletClient(tc.cfg, testlog.New(t))
 			if err == nil {
 				kc.Close()
 				t.Fatal("NewKubeletClient() succeeded")
@@ -714,7 +716,7 @@ func TestFetchInsecureTLSWithholdsToken(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// Not parallel: k records the last request.
 			var warns atomic.Int32
-			log := slog.New(countWarnings{slogt(t).Handler(), &warns})
+			log := slog.New(countWarnings{testlog.New(t).Handler(), &warns})
 			tc.cfg.PreferredAddressTypes, tc.cfg.UseNodeStatusPort = []corev1.NodeAddressType{corev1.NodeInternalIP}, true
 			kc, err := NewKubeletClient(tc.cfg, log)
 			if err != nil {

@@ -22,6 +22,7 @@ import (
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
 
@@ -121,7 +122,7 @@ func newTestEnv(t *testing.T, cfg Config, f *fakeFetcher, nodes ...string) *test
 	for _, n := range nodes {
 		uids["ns/pod-"+n] = "uid-" + n
 	}
-	s, err := New(cfg, corev1listers.NewNodeLister(idx), uids, f, env.writer, slogt(t), env.reg)
+	s, err := New(cfg, corev1listers.NewNodeLister(idx), uids, f, env.writer, testlog.New(t), env.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,20 +183,20 @@ func TestNewErrors(t *testing.T) {
 	t.Parallel()
 	lister := corev1listers.NewNodeLister(cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}))
 	cfg := Config{Resolution: testResolution}
-	if _, err := New(Config{}, lister, nil, &fakeFetcher{}, newFakeWriter(), slogt(t), prometheus.NewRegistry()); err == nil {
+	if _, err := New(Config{}, lister, nil, &fakeFetcher{}, newFakeWriter(), testlog.New(t), prometheus.NewRegistry()); err == nil {
 		t.Error("New() accepted an invalid Config")
 	}
-	if _, err := New(cfg, lister, nil, nil, newFakeWriter(), slogt(t), prometheus.NewRegistry()); err == nil {
+	if _, err := New(cfg, lister, nil, nil, newFakeWriter(), testlog.New(t), prometheus.NewRegistry()); err == nil {
 		t.Error("New() accepted a nil Fetcher")
 	}
 
 	// A registration conflict registers nothing.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "hindsight_scrape_errors_total", Help: "conflict"}))
-	if _, err := New(cfg, lister, nil, &fakeFetcher{}, newFakeWriter(), slogt(t), reg); err == nil {
+	if _, err := New(cfg, lister, nil, &fakeFetcher{}, newFakeWriter(), testlog.New(t), reg); err == nil {
 		t.Fatal("New() succeeded despite a conflicting metric")
 	}
-	if _, err := New(cfg, lister, nil, &fakeFetcher{}, newFakeWriter(), slogt(t), prometheus.NewPedanticRegistry()); err != nil {
+	if _, err := New(cfg, lister, nil, &fakeFetcher{}, newFakeWriter(), testlog.New(t), prometheus.NewPedanticRegistry()); err != nil {
 		t.Errorf("New() on a fresh registry: %v", err)
 	}
 	mfs, err := reg.Gather()
@@ -560,7 +561,7 @@ func TestScrapeKubelets(t *testing.T) {
 	w := newFakeWriter()
 	reg := prometheus.NewPedanticRegistry()
 	s, err := New(Config{Resolution: MinResolution, MaxAttempts: 2, RetryBackoff: 10 * time.Millisecond},
-		corev1listers.NewNodeLister(idx), fakePodUIDs{"default/web-0": "uid-web-0"}, kc, w, slogt(t), reg)
+		corev1listers.NewNodeLister(idx), fakePodUIDs{"default/web-0": "uid-web-0"}, kc, w, testlog.New(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

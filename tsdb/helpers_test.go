@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 )
 
 // t0 is the time of the first scrape in tests, at a whole millisecond as the kubelet's
@@ -21,9 +23,7 @@ var t0 = time.UnixMilli(1_700_000_000_000)
 func at(d time.Duration) time.Time { return t0.Add(d) }
 
 // slogt returns a logger that writes to t.Log.
-func slogt(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func slogt(t testing.TB) *slog.Logger { return testlog.New(t) }
 
 type tbWriter struct{ t testing.TB }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -15,24 +14,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
-}
-
-// slogt returns a logger that writes through t.Log.
-func slogt(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
 }
 
 // TestRun covers what run does before it starts serving: help, version, and flags that
@@ -248,7 +235,7 @@ func TestRunThenClose(t *testing.T) {
 
 				ctx, cancel := context.WithTimeout(t.Context(), signal)
 				defer cancel()
-				err := runThenClose(ctx, slogt(t), components{scrape: scrape, serveAPI: serveAPI, feed: feed, closeStorage: closeStorage}, storageCloseDeadline)
+				err := runThenClose(ctx, testlog.New(t), components{scrape: scrape, serveAPI: serveAPI, feed: feed, closeStorage: closeStorage}, storageCloseDeadline)
 				if len(tc.wantErr) == 0 && err != nil {
 					t.Errorf("runThenClose = %v, want nil", err)
 				}

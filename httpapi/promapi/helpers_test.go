@@ -6,21 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	promtsdb "github.com/prometheus/prometheus/tsdb"
+
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current responses")
@@ -88,7 +87,7 @@ func newHandler(t testing.TB, q storage.Queryable, edit func(*Config)) *Handler 
 	if edit != nil {
 		edit(&cfg)
 	}
-	h, err := New(cfg, slogt(t))
+	h, err := New(cfg, testlog.New(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -215,23 +214,3 @@ type failingQueryable struct{ err error }
 func (f failingQueryable) Querier(int64, int64) (storage.Querier, error) { return nil, f.err }
 
 var errClosed = errors.New("tsdb closed")
-
-// slogt returns a logger that writes through t.Log at Debug level.
-func slogt(t testing.TB) *slog.Logger {
-	t.Helper()
-	return slog.New(slog.NewTextHandler(&tWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct {
-	mu sync.Mutex
-	t  testing.TB
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
-var _ io.Writer = (*tWriter)(nil)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -37,7 +39,7 @@ func TestReopenKeepsRecords(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "catalog.db") // the directory is created
 	clk := newClock()
 	opts := Options{Now: clk.Now, CompactEvery: -1}
-	c, err := Open(path, opts, slogt(t))
+	c, err := Open(path, opts, testlog.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,7 @@ func TestSecondOpenerFailsFast(t *testing.T) {
 
 	const timeout = 200 * time.Millisecond
 	start := time.Now()
-	second, err := Open(path, Options{Timeout: timeout}, slogt(t))
+	second, err := Open(path, Options{Timeout: timeout}, testlog.New(t))
 	elapsed := time.Since(start)
 	if err == nil {
 		second.Close()
@@ -122,7 +124,7 @@ func TestLockedWithoutOwnerFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	_, err = Open(path, Options{Timeout: 100 * time.Millisecond}, slogt(t))
+	_, err = Open(path, Options{Timeout: 100 * time.Millisecond}, testlog.New(t))
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "unknown process") {
 		t.Errorf("Open = %v, want ErrLocked naming an unknown process", err)
 	}
@@ -131,7 +133,7 @@ func TestLockedWithoutOwnerFile(t *testing.T) {
 // writeCatalog writes a closed catalog with n pods at path.
 func writeCatalog(t *testing.T, path string, n int) {
 	t.Helper()
-	c, err := Open(path, Options{Now: newClock().Now}, slogt(t))
+	c, err := Open(path, Options{Now: newClock().Now}, testlog.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +212,7 @@ func TestOpenCorrupt(t *testing.T) {
 			before, err := os.ReadFile(path)
 			must(t, err)
 
-			if c, err := Open(path, Options{}, slogt(t)); !errors.Is(err, ErrCorrupt) {
+			if c, err := Open(path, Options{}, testlog.New(t)); !errors.Is(err, ErrCorrupt) {
 				if err == nil {
 					c.Close()
 				}
@@ -223,7 +225,7 @@ func TestOpenCorrupt(t *testing.T) {
 			}
 
 			clk := newClock()
-			c, err := OpenOrRebuild(path, Options{Now: clk.Now}, slogt(t))
+			c, err := OpenOrRebuild(path, Options{Now: clk.Now}, testlog.New(t))
 			if err != nil {
 				t.Fatalf("OpenOrRebuild: %v", err)
 			}
@@ -258,7 +260,7 @@ func TestOpenOrRebuildKeepsSoundFiles(t *testing.T) {
 		if name == "empty" {
 			must(t, os.WriteFile(path, nil, 0o600)) // as left by a crash right after creation
 		}
-		c, err := OpenOrRebuild(path, Options{Now: newClock().Now}, slogt(t))
+		c, err := OpenOrRebuild(path, Options{Now: newClock().Now}, testlog.New(t))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -266,7 +268,7 @@ func TestOpenOrRebuildKeepsSoundFiles(t *testing.T) {
 		must(t, os.Remove(path))
 	}
 	writeCatalog(t, path, 3)
-	c, err := OpenOrRebuild(path, Options{Now: newClock().Now}, slogt(t))
+	c, err := OpenOrRebuild(path, Options{Now: newClock().Now}, testlog.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}

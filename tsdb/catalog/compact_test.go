@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 )
 
 func TestPrune(t *testing.T) {
@@ -108,7 +110,7 @@ func TestCompactKeepsEveryRecordAndShrinks(t *testing.T) {
 		t.Error(err)
 	}
 	// It is still locked: the swap left no window for a second opener.
-	if _, err := Open(path, Options{Timeout: 50 * time.Millisecond}, slogt(t)); !errors.Is(err, ErrLocked) {
+	if _, err := Open(path, Options{Timeout: 50 * time.Millisecond}, testlog.New(t)); !errors.Is(err, ErrLocked) {
 		t.Errorf("second Open after compaction = %v, want ErrLocked", err)
 	}
 	// And it survives a reopen.

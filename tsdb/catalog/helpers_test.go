@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"maps"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
+
+	"github.com/hindsight-metrics/hindsight/internal/testlog"
 )
 
 func TestMain(m *testing.M) {
@@ -48,22 +48,6 @@ func (c *clock) Set(d time.Duration) {
 	c.t = t0.Add(d)
 }
 
-// slogt returns a logger that writes to t.Log; benchmarks discard.
-func slogt(t testing.TB) *slog.Logger {
-	if _, ok := t.(*testing.B); ok {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tbWriter struct{ t testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
 // newTestCatalog opens a catalog in a temporary directory with a simulated clock (unless
 // opts has one) and compaction off (unless opts asks for it), and closes it when the test
 // ends, after checking its invariants.
@@ -82,7 +66,7 @@ func newTestCatalog(t testing.TB, opts Options) (*Catalog, *clock) {
 // openTestCatalog opens path and registers its invariant check and Close.
 func openTestCatalog(t testing.TB, path string, opts Options) *Catalog {
 	t.Helper()
-	c, err := Open(path, opts, slogt(t))
+	c, err := Open(path, opts, testlog.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
