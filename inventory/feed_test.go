@@ -118,6 +118,19 @@ func job(name, uid string, owner *metav1.OwnerReference) *batchv1.Job {
 
 // testInventory returns an Inventory with listers over the given objects and no informers,
 // for the conversion and handler functions.
+// factoryConfig is a Config of factory's informers.
+func factoryConfig(factory informers.SharedInformerFactory) Config {
+	return Config{
+		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
+		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
+	}
+}
+
+func withNow(c Config, now func() time.Time) Config {
+	c.Now = now
+	return c
+}
+
 func testFeed(t testing.TB, w Catalog, objs ...any) *Feed {
 	t.Helper()
 	rsIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
@@ -492,10 +505,7 @@ func TestResyncSettlesOwners(t *testing.T) {
 func TestNewRejectsMissingDependencies(t *testing.T) {
 	t.Parallel()
 	factory := informers.NewSharedInformerFactory(fake.NewSimpleClientset(), 0)
-	full := Config{
-		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
-		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
-	}
+	full := factoryConfig(factory)
 	tests := []struct {
 		name string
 		cat  Catalog
@@ -539,11 +549,7 @@ func TestInventoryInformers(t *testing.T) {
 	)
 	factory := informers.NewSharedInformerFactory(client, 0)
 	w := newFakeCatalog()
-	inv, err := New(w, Config{
-		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
-		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
-		Now: func() time.Time { return invT0 },
-	}, testlog.New(t), prometheus.NewRegistry())
+	inv, err := New(w, withNow(factoryConfig(factory), func() time.Time { return invT0 }), testlog.New(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -688,10 +694,7 @@ func TestResyncStopsWithContext(t *testing.T) {
 	t.Parallel()
 	client := fake.NewSimpleClientset(newPod("p"))
 	factory := informers.NewSharedInformerFactory(client, 0)
-	inv, err := New(newFakeCatalog(), Config{
-		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
-		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
-	}, testlog.New(t), nil)
+	inv, err := New(newFakeCatalog(), factoryConfig(factory), testlog.New(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,10 +157,7 @@ func TestRunFailsWhenHandlersCannotBeAdded(t *testing.T) {
 	t.Parallel()
 	client := fake.NewSimpleClientset()
 	factory := informers.NewSharedInformerFactory(client, 0)
-	f, err := New(newFakeCatalog(), Config{
-		Pods: factory.Core().V1().Pods().Informer(), Nodes: factory.Core().V1().Nodes().Informer(),
-		ReplicaSets: factory.Apps().V1().ReplicaSets(), Jobs: factory.Batch().V1().Jobs(),
-	}, testlog.New(t), nil)
+	f, err := New(newFakeCatalog(), factoryConfig(factory), testlog.New(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
