@@ -72,7 +72,7 @@ var podCacheApps = []string{"web", "api", "worker"}
 // median RSS, for Hindsight and for the peer, and the ratios Hindsight ÷ metrics-server.
 //
 // Hindsight is HINDSIGHT_BENCH_BINARY when set, else built from this tree. Run it with
-// -benchtime 1x; it takes a few minutes.
+// -benchtime 1x; a run takes about a minute.
 func BenchmarkPodCacheHeap(b *testing.B) {
 	if testing.Short() {
 		b.Skip("skipping: starts a local control plane and creates 3,000 pods")
