@@ -267,15 +267,15 @@ func createReplicaSet(ctx context.Context, client kubernetes.Interface, ns, app,
 		},
 	}
 	rsc := client.AppsV1().ReplicaSets(ns)
-	rs, err := rsc.Create(ctx, rs, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := rsc.Create(ctx, rs, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("create replicaset %s/%s: %w", ns, name, err)
 	}
 	if err := rsc.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
 		return nil, fmt.Errorf("hold replicaset %s/%s in deletion: %w", ns, name, err)
 	}
 	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, podCachePodsPerRS)
-	if rs, err = rsc.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	rs, err := rsc.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
 		return nil, fmt.Errorf("scale replicaset %s/%s: %w", ns, name, err)
 	}
 	return rs, nil
@@ -542,7 +542,7 @@ func (t target) get(ctx context.Context, hc *http.Client, token, path string) (i
 func waitInformersSynced(ctx context.Context, hc *http.Client, token string, t target) error {
 	return localcluster.Poll(ctx, 5*time.Minute, 100*time.Millisecond, t.name+" /readyz/metric-informer-sync", func(ctx context.Context) (bool, error) {
 		if done, err := t.proc.Exited(); done {
-			return false, fmt.Errorf("%s exited: %v", t.name, err)
+			return false, fmt.Errorf("%s exited: %w", t.name, err)
 		}
 		code, body, err := t.get(ctx, hc, token, "/readyz/metric-informer-sync")
 		if err != nil {
