@@ -130,7 +130,6 @@ type Scraper struct {
 	w       Writer
 	log     *slog.Logger
 	m       metrics
-	created time.Time
 
 	mu       sync.Mutex // guards lastTick
 	lastTick time.Time
@@ -161,7 +160,6 @@ func New(cfg Config, nodes corev1listers.NodeLister, pods PodUIDs, f Fetcher, w 
 		w:       w,
 		log:     log,
 		m:       m,
-		created: time.Now(),
 		known:   make(map[string]struct{}),
 	}, nil
 }
@@ -196,12 +194,14 @@ func (s *Scraper) LastTick() time.Time {
 }
 
 // CheckTimely is the metric-collection-timely liveness check: it fails when the last round
-// started more than 1.5 × Resolution before now. Before the first round it measures from New,
-// so that waiting for informers to sync does not fail liveness.
+// started more than 1.5 × Resolution before now. Before the first round it passes: on a
+// large cluster the informers' first sync, which the scraper waits for,
+// can take minutes, and failing liveness then would restart the process in a loop that
+// never gets past the sync. Readiness (metric-informer-sync) reports a start that is slow.
 func (s *Scraper) CheckTimely(now time.Time) error {
 	last := s.LastTick()
 	if last.IsZero() {
-		last = s.created
+		return nil
 	}
 	limit := time.Duration(timelyFactor * float64(s.cfg.Resolution))
 	if since := now.Sub(last); since > limit {
