@@ -14,7 +14,9 @@
 //     authenticates with a client certificate and/or a bearer token, and caps the body.
 //   - Scraper runs the rounds: list nodes by selector, spread the start of each node's request
 //     over up to min(8 ms × nodes, 4 s), fetch with bounded concurrency, retry a transient
-//     failure with backoff while the period lasts, fill pod UIDs, write the batch.
+//     failure with backoff while the period lasts, fill pod UIDs, leave out nodes whose
+//     sample times are off the scrape time by more than tsdb.ClockSkewBound (logged when
+//     that starts and stops; Scraper.CheckClocks lists them), write the batch.
 //
 // Self-metrics, registered on the injected Registerer (metrics-server's families under the
 // hindsight_ prefix; per-node series are deleted when a node leaves the node list):
@@ -24,7 +26,9 @@
 //	hindsight_kubelet_last_request_time_seconds{node}  gauge, Unix seconds
 //	hindsight_manager_tick_duration_seconds            histogram, one per round (scrape + write)
 //	hindsight_scrape_errors_total{reason}              counter: address, timeout, tls, network,
-//	                                                   http_status, too_large, decode, write
+//	                                                   http_status, too_large, decode, write,
+//	                                                   clock_skew (one per skewed node per round)
 //
-// Scraper.CheckTimely is the metric-collection-timely liveness check.
+// Scraper.CheckTimely is the metric-collection-timely liveness check; Scraper.CheckClocks is
+// the informational kubelet-clocks readiness check.
 package scraper

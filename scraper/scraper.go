@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,7 +52,11 @@ const (
 	ReasonTooLarge   = "too_large"   // the body exceeded MaxBodyBytes
 	ReasonDecode     = "decode"      // the body did not decode
 	ReasonWrite      = "write"       // the Writer rejected the round's batch
+	ReasonClockSkew  = "clock_skew"  // the node's sample times are off its scrape time by more than tsdb.ClockSkewBound
 )
+
+// maxListedClocks is how many skewed nodes CheckClocks names.
+const maxListedClocks = 10
 
 // Config configures a Scraper. Fields document their zero value.
 type Config struct {
@@ -137,6 +142,11 @@ type Scraper struct {
 	// known holds the nodes that may have per-node self-metric series. Only Run's goroutine
 	// touches it, between rounds.
 	known map[string]struct{}
+
+	clockMu sync.Mutex // guards skewed
+	// skewed holds the nodes whose last successful scrape was outside tsdb.ClockSkewBound,
+	// with their offset. Entries go when the node's clock recovers or it leaves the list.
+	skewed map[string]time.Duration
 }
 
 // New wires a Scraper and registers its self-metrics on reg. pods may be nil (UIDs stay empty).
@@ -161,6 +171,7 @@ func New(cfg Config, nodes corev1listers.NodeLister, pods PodUIDs, f Fetcher, w 
 		log:     log,
 		m:       m,
 		known:   make(map[string]struct{}),
+		skewed:  make(map[string]time.Duration),
 	}, nil
 }
 
@@ -231,7 +242,7 @@ func (s *Scraper) round(ctx context.Context, start time.Time) {
 
 	b := tsdb.Batch{Nodes: make([]tsdb.NodeScrape, 0, len(nodes))}
 	for _, r := range results {
-		if r != nil {
+		if r != nil && s.checkClock(r) {
 			b.Nodes = append(b.Nodes, *r)
 		}
 	}
@@ -359,8 +370,8 @@ func (s *Scraper) fillUIDs(r *tsdb.NodeScrape) {
 	}
 }
 
-// prune deletes the per-node self-metric series of nodes that left the node list, so that
-// node churn does not grow /metrics (metrics-server never prunes them).
+// prune deletes the per-node self-metric series and clock state of nodes that left the node
+// list, so that node churn does not grow /metrics (metrics-server never prunes them).
 func (s *Scraper) prune(nodes []*corev1.Node) {
 	current := make(map[string]struct{}, len(nodes))
 	for _, n := range nodes {
@@ -373,6 +384,70 @@ func (s *Scraper) prune(nodes []*corev1.Node) {
 		}
 	}
 	s.known = current
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	for name := range s.skewed {
+		if _, ok := current[name]; !ok {
+			delete(s.skewed, name)
+		}
+	}
+}
+
+// checkClock reports whether r's sample times are within tsdb.ClockSkewBound of its scrape
+// time. A node outside it is left out of the round, as a failed scrape is: its samples
+// would make the TSDB refuse every other node's (one far ahead moves the head), and
+// re-timing them to the scrape time would invent the interval metrics-server's window
+// divides by. It is counted (reason clock_skew) every round, and logged when it starts
+// and stops being outside the bound.
+func (s *Scraper) checkClock(r *tsdb.NodeScrape) bool {
+	err := tsdb.CheckClock(r, s.cfg.Resolution)
+	var skew *tsdb.ClockSkewError
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	_, was := s.skewed[r.Node]
+	if errors.As(err, &skew) {
+		s.m.errors.WithLabelValues(ReasonClockSkew).Inc()
+		s.skewed[r.Node] = skew.Offset
+		if !was {
+			s.log.Warn("kubelet clock is off: its samples are not stored and its window is not served until it is back",
+				"node", r.Node, "offset", tsdb.FormatOffset(skew.Offset), "bound", skew.Bound)
+		}
+		return false
+	}
+	if was {
+		delete(s.skewed, r.Node)
+		off, _ := r.ClockOffset()
+		s.log.Info("kubelet clock is back within bound: its samples are stored again", "node", r.Node, "offset", tsdb.FormatOffset(off))
+	}
+	return true
+}
+
+// CheckClocks is the informational kubelet-clocks readiness check: it fails while the last
+// successful scrape of any node was outside tsdb.ClockSkewBound, naming the nodes (the
+// first ten by name) with their offsets.
+func (s *Scraper) CheckClocks() error {
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	if len(s.skewed) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(s.skewed))
+	for name := range s.skewed {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var list strings.Builder
+	for i, name := range names[:min(len(names), maxListedClocks)] {
+		if i > 0 {
+			list.WriteString(", ")
+		}
+		fmt.Fprintf(&list, "%s %s", name, tsdb.FormatOffset(s.skewed[name]))
+	}
+	if more := len(names) - maxListedClocks; more > 0 {
+		fmt.Fprintf(&list, " and %d more", more)
+	}
+	return fmt.Errorf("%d kubelet clocks are off the scraper's by more than %s; their samples are not stored and their windows not served: %s",
+		len(names), tsdb.ClockSkewBound(s.cfg.Resolution), list.String())
 }
 
 // classify names the reason of a failed fetch for hindsight_scrape_errors_total.

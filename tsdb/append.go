@@ -120,6 +120,19 @@ func (a *appender) appendBatch(ctx context.Context, app storage.AppenderV2, b *B
 	return nil
 }
 
+// roundLoss returns what the last appendBatch lost to the TSDB's time constraints.
+func (a *appender) roundLoss() roundLoss {
+	l := roundLoss{
+		outOfBounds: a.skipped[skipOutOfBounds] + a.skipped[skipTooOld],
+		outOfOrder:  a.skipped[skipOutOfOrder],
+		samples:     a.appended + a.errs,
+	}
+	for _, n := range a.skipped {
+		l.samples += n
+	}
+	return l
+}
+
 func (a *appender) entry(k objKey) *objSeries {
 	e := a.cache[k]
 	if e == nil {

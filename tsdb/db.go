@@ -117,6 +117,11 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err e
 // Write stores one scrape round: it updates the in-memory latest-points index, then
 // appends every sample, raw, to the TSDB and commits.
 //
+// A node whose ClockOffset exceeds ClockSkewBound (CheckClock) is dropped from the batch,
+// counted in hindsight_storage_rejected_points_total{reason="clock_skew"}: the index
+// treats it as absent (its previous points stay until forgotten), and none of its samples
+// reach the TSDB, whose head and retention follow the newest sample time.
+//
 // A sample that the TSDB already holds (a kubelet returning its cached sample twice) or
 // that is older than the series' last one is skipped and counted; the others are still
 // committed. Write returns an error when samples failed for another reason or the commit
@@ -134,6 +139,7 @@ func (db *DB) Write(ctx context.Context, b Batch) error {
 	start := time.Now()
 	defer func() { db.m.writeDuration.Observe(time.Since(start).Seconds()) }()
 
+	b = db.dropSkewed(b)
 	db.mu.Lock()
 	db.idx.apply(&b, db.now(), db.m.reject)
 	db.m.setPoints(db.idx)
@@ -148,11 +154,36 @@ func (db *DB) Write(ctx context.Context, b Batch) error {
 	case db.app.committed:
 		db.m.appended.Add(float64(db.app.appended))
 		db.recordCommit(nil)
+		db.recordRound(db.app.roundLoss())
 	case db.app.commitErr != nil:
 		db.m.appendErrors.WithLabelValues("commit").Inc()
 		db.recordCommit(db.app.commitErr)
 	}
 	return err
+}
+
+// dropSkewed returns b without the nodes CheckClock refuses; b's own slice is not modified.
+func (db *DB) dropSkewed(b Batch) Batch {
+	var kept []NodeScrape
+	for i := range b.Nodes {
+		err := CheckClock(&b.Nodes[i], db.cfg.Resolution)
+		if err == nil {
+			if kept != nil {
+				kept = append(kept, b.Nodes[i])
+			}
+			continue
+		}
+		if kept == nil {
+			kept = make([]NodeScrape, i, len(b.Nodes))
+			copy(kept, b.Nodes[:i])
+		}
+		db.log.Debug("Dropping node scrape outside the clock bound", "node", b.Nodes[i].Node, "err", err)
+		db.m.reject(rejectClockSkew)
+	}
+	if kept != nil {
+		b.Nodes = kept
+	}
+	return b
 }
 
 // NodeUsage returns the current window of the named nodes, in input order. Nodes without
@@ -253,7 +284,7 @@ func newMetrics() *metrics {
 		}, []string{"type"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hindsight_storage_rejected_points_total",
-			Help: "Points of the current window dropped or rejected by metrics-server's rules, by reason.",
+			Help: "Points of the current window dropped or rejected by metrics-server's rules, and node scrapes outside the kubelet clock bound (reason clock_skew), by reason.",
 		}, []string{"reason"}),
 		skippedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hindsight_storage_skipped_samples_total",
@@ -274,7 +305,7 @@ func newMetrics() *metrics {
 		}),
 		writable: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hindsight_storage_writable",
-			Help: "1 when the last commit to the TSDB succeeded (or none was tried yet), 0 when it failed: history is not kept, the current window is still served.",
+			Help: "1 when the storage keeps history, 0 when it does not: the last commit to the TSDB failed, or the TSDB refused more than 1% of each of the last 3 rounds' samples for their time. The current window is still served.",
 		}),
 		rejectedBy: make(map[string]prometheus.Counter, len(rejectReasons)),
 		skipped:    make(map[string]prometheus.Counter, len(skipReasons)),

@@ -48,6 +48,21 @@
 // 0 meanwhile; one warning is logged when commits start failing and one line when they
 // succeed again, which the next Write tries by itself.
 //
+// # Kubelet clocks
+//
+// A node scrape whose newest sample time is more than ClockSkewBound (max(2 × resolution,
+// 30s), at most 30m) from its ScrapeTime, either way, is dropped by Write before the index
+// and the TSDB see it (CheckClock; counted in hindsight_storage_rejected_points_total
+// {reason="clock_skew"}), so that a node hours or days ahead cannot move the TSDB head's
+// newest time, which would put every other node's samples out of bounds, nor the blocks
+// retention counts back from. The scraper calls CheckClock first, to count and report the
+// node. In the current window the node is treated as absent (see below).
+//
+// Storage is also unhealthy (StorageHealth, hindsight_storage_writable 0) while the TSDB
+// refuses more than 1 % of each of 3 consecutive rounds' samples as out of bounds or out of
+// order (hindsight_storage_skipped_samples_total counts them); the first round below 1 %
+// clears it.
+//
 // # Current window
 //
 // DB.Write feeds an in-memory index of the last two points of every node and container;
@@ -60,7 +75,8 @@
 // have a window, with the timestamp and window of its earliest container. Deliberate
 // differences, all documented where they are made:
 //   - A node absent from a batch (its scrape failed) keeps its points and its pods'; its
-//     state is forgotten only after 10 resolutions without it.
+//     state is forgotten only after 10 resolutions without it. So is a node dropped for
+//     its clock.
 //   - A node present in a batch replaces the set of pods it owns.
 //   - Open restores the window from the last stored points when they are at most two
 //     resolutions old, so a restart serves at once.

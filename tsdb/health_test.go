@@ -3,6 +3,7 @@ package tsdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -139,3 +140,98 @@ func TestStorageHealth(t *testing.T) {
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func TestRoundLossy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		l    roundLoss
+		want bool
+	}{
+		{roundLoss{}, false},
+		{roundLoss{outOfBounds: 10, samples: 1000}, false}, // 1 %: not more
+		{roundLoss{outOfBounds: 6, outOfOrder: 5, samples: 1000}, true},
+		{roundLoss{outOfOrder: 1, samples: 99}, true},
+		{roundLoss{outOfBounds: 1, samples: 100}, false},
+	} {
+		if got := tc.l.lossy(); got != tc.want {
+			t.Errorf("%+v.lossy() = %v, want %v", tc.l, got, tc.want)
+		}
+	}
+}
+
+// TestStorageHealthRefusedSamples makes the TSDB refuse most of each round as out of
+// bounds, with a node two hours ahead whose scrape carries no scrape time (so that Write's
+// clock check cannot drop it): StorageHealth and hindsight_storage_writable fail from the
+// third such round, with the counts, and recover by themselves when the rounds' samples
+// are in bounds again.
+func TestStorageHealthRefusedSamples(t *testing.T) {
+	t.Parallel()
+	log, logs := captureLog(t)
+	db, err := Open(Config{Dir: t.TempDir()}, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		checkInvariants(t, db)
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	const healthyNodes = 9
+	steps := []struct {
+		name       string
+		time       time.Time // of the healthy nodes' samples
+		ahead      bool      // the node two hours ahead is in the round
+		wantHealth []string  // substrings of StorageHealth(); none for nil
+		wantWarns  int       // so far
+		wantInfos  int
+	}{
+		{name: "first round, one commit", time: at(0), ahead: true},
+		{name: "out of bounds once", time: at(15 * time.Second), ahead: true},
+		{name: "out of bounds twice", time: at(30 * time.Second), ahead: true},
+		{name: "out of bounds thrice", time: at(45 * time.Second), ahead: true, wantWarns: 1,
+			wantHealth: []string{"since " + rfc3339(at(15*time.Second)), "3 rounds in a row", "last round 18 of 20 samples refused, 18 out of bounds"}},
+		{name: "still", time: at(60 * time.Second), ahead: true, wantWarns: 1,
+			wantHealth: []string{"since " + rfc3339(at(15*time.Second)), "4 rounds in a row"}},
+		{name: "in bounds again", time: at(time.Hour + 30*time.Minute), wantWarns: 1, wantInfos: 1},
+		{name: "and stays", time: at(time.Hour + 30*time.Minute + 15*time.Second), wantWarns: 1, wantInfos: 1},
+	}
+	for i, st := range steps {
+		now := st.time
+		db.now = func() time.Time { return now }
+		var b Batch
+		for n := range healthyNodes {
+			b.Nodes = append(b.Nodes, node(fmt.Sprintf("n%d", n), st.time, float64(1+i), 1e6))
+		}
+		if st.ahead {
+			ahead := node("ahead", at(2*time.Hour+time.Duration(i)*15*time.Second), float64(1+i), 1e6)
+			ahead.ScrapeTime = time.Time{}
+			b.Nodes = append(b.Nodes, ahead)
+		}
+		if err := db.Write(context.Background(), b); err != nil {
+			t.Fatalf("%s: Write = %v", st.name, err)
+		}
+		health := db.StorageHealth()
+		writable := testutil.ToFloat64(db.m.writable)
+		if len(st.wantHealth) == 0 {
+			if health != nil || writable != 1 {
+				t.Errorf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want nil, 1", st.name, health, writable)
+			}
+		} else {
+			if health == nil || writable != 0 {
+				t.Fatalf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want an error, 0", st.name, health, writable)
+			}
+			for _, want := range st.wantHealth {
+				if !strings.Contains(health.Error(), want) {
+					t.Errorf("%s: StorageHealth() = %q, want it to contain %q", st.name, health, want)
+				}
+			}
+		}
+		if got := len(logs.find("level=WARN", "refuses many samples", "refused=18", "samples=20", "outOfBounds=18")); got != st.wantWarns {
+			t.Errorf("%s: %d warnings logged, want %d", st.name, got, st.wantWarns)
+		}
+		if got := len(logs.find("level=INFO", "takes the rounds' samples again", "lossyRounds=4")); got != st.wantInfos {
+			t.Errorf("%s: %d recoveries logged, want %d", st.name, got, st.wantInfos)
+		}
+	}
+}

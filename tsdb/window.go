@@ -35,9 +35,10 @@ const (
 	rejectDecreasingCPU  = "decreasing_cpu"        // cumulative CPU went down without a restart
 	rejectDecreasingTime = "decreasing_start_time" // start time went back
 	rejectInvalid        = "invalid"               // e.g. a NodeScrape without a node name
+	rejectClockSkew      = "clock_skew"            // a whole node scrape outside ClockSkewBound (Write, not the index)
 )
 
-var rejectReasons = []string{rejectIncomplete, rejectDuplicate, rejectOlderThanPrev, rejectDecreasingCPU, rejectDecreasingTime, rejectInvalid}
+var rejectReasons = []string{rejectIncomplete, rejectDuplicate, rejectOlderThanPrev, rejectDecreasingCPU, rejectDecreasingTime, rejectInvalid, rejectClockSkew}
 
 var (
 	errDecreasingStartTime = errors.New("unexpected decrease in start time of node/container")

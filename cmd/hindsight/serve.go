@@ -257,6 +257,7 @@ func newServers(o *options, st *storage, inf *informerSet, scr *scraper.Scraper,
 			apiserver.InformerSyncCheck(nodesSynced, podsSynced),
 			apiserver.InformationalCheck(checkStorageWritable, st.db.StorageHealth),
 			apiserver.InformationalCheck(checkCatalog, feed.Check),
+			apiserver.InformationalCheck(checkKubeletClocks, scr.CheckClocks),
 		},
 		HealthChecks: []healthz.HealthChecker{apiserver.MetadataInformerSyncCheck(podsSynced)},
 		LivezChecks: []healthz.HealthChecker{
@@ -428,4 +429,5 @@ func kubeletCredentials(kc *scraper.KubeletConfig, rc *rest.Config, log *slog.Lo
 const (
 	checkStorageWritable = "storage-writable"
 	checkCatalog         = "catalog"
+	checkKubeletClocks   = "kubelet-clocks"
 )
