@@ -622,9 +622,12 @@ func slogt(t testing.TB) *slog.Logger {
 
 // The model: what the API documents a series' values to be, computed from the samples
 // the fixture writes, independently of the TSDB's code. A CPU raw point is the rate
-// between two consecutive samples, at the later one, unless the counter decreased or
-// the samples are more than 2.5 resolutions apart; a step t holds the raw points of
-// (t-step, t]; avg is time-weighted for CPU.
+// between two consecutive samples, over the interval between them, unless the counter
+// decreased or the samples are more than 2.5 resolutions apart; a memory raw point is a
+// sample. A step t covers (t-step, t]: it holds the CPU points whose interval overlaps
+// it, weighed by the overlap in the average, and the memory samples in it; a step
+// without a memory sample that lies between two samples at most 2.5 resolutions apart
+// takes the earlier one.
 
 // seriesKey names one stored series of the fixture.
 type seriesKey struct {
@@ -654,8 +657,8 @@ func (f *fixture) samples() map[seriesKey][]tsdb.Sample {
 
 // rawPoint is one raw point of the model.
 type rawPoint struct {
-	t    time.Time
-	v, w float64 // value and weight in the average
+	from, t time.Time // the interval a CPU point covers; a memory point's from is t
+	v, w    float64   // value and weight in the summary's average
 }
 
 // cpuMem returns a reading of CPU and memory.
@@ -672,7 +675,7 @@ func rawPoints(samples []tsdb.Sample, r tsdb.Resource) []rawPoint {
 	for i, s := range samples {
 		switch r {
 		case tsdb.ResourceMemory:
-			out = append(out, rawPoint{t: s.Time, v: s.Values[tsdb.ResourceMemory], w: 1})
+			out = append(out, rawPoint{from: s.Time, t: s.Time, v: s.Values[tsdb.ResourceMemory], w: 1})
 		case tsdb.ResourceCPU:
 			if i == 0 {
 				continue
@@ -682,7 +685,7 @@ func rawPoints(samples []tsdb.Sample, r tsdb.Resource) []rawPoint {
 			if dt > res*5/2 || s.Values[tsdb.ResourceCPU] < prev.Values[tsdb.ResourceCPU] {
 				continue
 			}
-			out = append(out, rawPoint{t: s.Time, v: (s.Values[tsdb.ResourceCPU] - prev.Values[tsdb.ResourceCPU]) / dt.Seconds(), w: dt.Seconds()})
+			out = append(out, rawPoint{from: prev.Time, t: s.Time, v: (s.Values[tsdb.ResourceCPU] - prev.Values[tsdb.ResourceCPU]) / dt.Seconds(), w: dt.Seconds()})
 		}
 	}
 	return out
@@ -720,11 +723,38 @@ func expectAvg(samples []tsdb.Sample, r tsdb.Resource, g grid) []float64 {
 	pts := rawPoints(samples, r)
 	out := make([]float64, g.n())
 	for i := range out {
+		lo, hi := g.at(i).Add(-g.step), g.at(i)
 		sum, w := 0.0, 0.0
 		for _, p := range pts {
-			if g.in(p.t, i) {
-				sum += p.v * p.w
-				w += p.w
+			switch r {
+			case tsdb.ResourceCPU:
+				// The part of (p.from, p.t] inside (lo, hi].
+				from, to := p.from, p.t
+				if from.Before(lo) {
+					from = lo
+				}
+				if to.After(hi) {
+					to = hi
+				}
+				if d := to.Sub(from); d > 0 {
+					sum += p.v * d.Seconds()
+					w += d.Seconds()
+				}
+			default:
+				if g.in(p.t, i) {
+					sum += p.v
+					w++
+				}
+			}
+		}
+		if w == 0 && r != tsdb.ResourceCPU {
+			// No sample in the step: the last one before it, if the next one is after it
+			// and within 2.5 resolutions.
+			for j := 1; j < len(pts); j++ {
+				a, b := pts[j-1], pts[j]
+				if !a.t.After(lo) && b.t.After(hi) && b.t.Sub(a.t) <= res*5/2 {
+					sum, w = a.v, 1
+				}
 			}
 		}
 		out[i] = math.NaN()
