@@ -77,6 +77,22 @@ type podSpec struct {
 	skip func(k int) bool
 	// reset is the round at which its counters restart from zero; 0 means none.
 	reset int
+	// jitter is how far the kubelet's stats time of round k is from the round's time
+	// (nil: none), as a kubelet's timestamps jitter around the resolution grid.
+	jitter func(k int) time.Duration
+}
+
+// sampleTime returns the time of the pod's samples of round k.
+func (p *podSpec) sampleTime(k int) time.Time { return roundTime(k, p.jitter) }
+
+// roundTime returns the time of round k moved by jitter, to the millisecond the TSDB
+// stores.
+func roundTime(k int, jitter func(int) time.Duration) time.Time {
+	ts := at(time.Duration(k) * res)
+	if jitter != nil {
+		ts = ts.Add(jitter(k)).Truncate(time.Millisecond)
+	}
+	return ts
 }
 
 // nodeSpec is one node; its usage is its pods' plus baseCores and baseMem.
@@ -85,6 +101,8 @@ type nodeSpec struct {
 	labels                map[string]string
 	capacity, allocatable map[string]int64
 	baseCores, baseMem    float64
+	// jitter moves the node's samples as podSpec.jitter does a pod's.
+	jitter func(k int) time.Duration
 }
 
 type fixture struct {
@@ -129,8 +147,8 @@ func (p *podSpec) podMem() float64 {
 }
 
 // counters returns each app container's CPU counter (core-seconds) in every round up to
-// rounds that the pod is alive: it grows by the container's usage × res each round, and restarts at the
-// reset round.
+// rounds that the pod is alive: it grows by the container's usage × the time since the
+// previous round's sample (res without jitter) each round, and restarts at the reset round.
 func (p *podSpec) counters(rounds int) map[string]map[int]float64 {
 	out := map[string]map[int]float64{}
 	for _, c := range p.containers {
@@ -140,19 +158,23 @@ func (p *podSpec) counters(rounds int) map[string]map[int]float64 {
 		m := map[int]float64{}
 		v := 0.0
 		first := true
+		var prev time.Time
 		for k := 0; k <= rounds; k++ {
 			if !p.alive(k) {
 				continue
 			}
+			ts := p.sampleTime(k)
+			dt := ts.Sub(prev).Seconds()
 			switch {
 			case first:
 				v, first = 0, false
 			case k == p.reset:
-				v = c.cores(k) * res.Seconds() / 2 // restarted in the middle of the interval
+				v = c.cores(k) * dt / 2 // restarted in the middle of the interval
 			default:
-				v += c.cores(k) * res.Seconds()
+				v += c.cores(k) * dt
 			}
 			m[k] = v
+			prev = ts
 		}
 		out[c.name] = m
 	}
@@ -239,10 +261,11 @@ func (f *fixture) batches() []tsdb.Batch {
 		nodeCPU[i] = 1000
 	}
 	var out []tsdb.Batch
+	nodeTime := make([]time.Time, len(f.nodes))
 	for k := 0; k <= f.rounds; k++ {
-		ts := at(time.Duration(k) * res)
 		var b tsdb.Batch
 		for ni, n := range f.nodes {
+			ts := roundTime(k, n.jitter)
 			mem := n.baseMem
 			inc := n.baseCores
 			ns := tsdb.NodeScrape{Node: n.name, ScrapeTime: ts, HasNode: true}
@@ -256,7 +279,8 @@ func (f *fixture) batches() []tsdb.Batch {
 				if !p.sampled(k) {
 					continue
 				}
-				ps := tsdb.PodSample{Namespace: p.ns, Pod: p.name, UID: p.uid, Sample: cpuMem(ts, 0, p.podMem())}
+				pt := p.sampleTime(k)
+				ps := tsdb.PodSample{Namespace: p.ns, Pod: p.name, UID: p.uid, Sample: cpuMem(pt, 0, p.podMem())}
 				for _, c := range p.containers {
 					if c.init {
 						continue
@@ -264,14 +288,15 @@ func (f *fixture) batches() []tsdb.Batch {
 					ps.Values[tsdb.ResourceCPU] += ctrs[pi][c.name][k]
 					ns.Containers = append(ns.Containers, tsdb.ContainerSample{
 						Namespace: p.ns, Pod: p.name, Container: c.name, UID: p.uid, StartTime: at(p.from),
-						Sample: cpuMem(ts, ctrs[pi][c.name][k], c.mem),
+						Sample: cpuMem(pt, ctrs[pi][c.name][k], c.mem),
 					})
 				}
 				ns.Pods = append(ns.Pods, ps)
 			}
 			if k > 0 {
-				nodeCPU[ni] += inc * res.Seconds()
+				nodeCPU[ni] += inc * ts.Sub(nodeTime[ni]).Seconds()
 			}
+			nodeTime[ni] = ts
 			ns.NodeSample = cpuMem(ts, nodeCPU[ni], mem)
 			b.Nodes = append(b.Nodes, ns)
 		}
@@ -597,9 +622,12 @@ func slogt(t testing.TB) *slog.Logger {
 
 // The model: what the API documents a series' values to be, computed from the samples
 // the fixture writes, independently of the TSDB's code. A CPU raw point is the rate
-// between two consecutive samples, at the later one, unless the counter decreased or
-// the samples are more than 2.5 resolutions apart; a step t holds the raw points of
-// (t-step, t]; avg is time-weighted for CPU.
+// between two consecutive samples, over the interval between them, unless the counter
+// decreased or the samples are more than 2.5 resolutions apart; a memory raw point is a
+// sample. A step t covers (t-step, t]: it holds the CPU points whose interval overlaps
+// it, weighed by the overlap in the average, and the memory samples in it; a step
+// without a memory sample that lies between two samples at most 2.5 resolutions apart
+// takes the earlier one.
 
 // seriesKey names one stored series of the fixture.
 type seriesKey struct {
@@ -629,8 +657,8 @@ func (f *fixture) samples() map[seriesKey][]tsdb.Sample {
 
 // rawPoint is one raw point of the model.
 type rawPoint struct {
-	t    time.Time
-	v, w float64 // value and weight in the average
+	from, t time.Time // the interval a CPU point covers; a memory point's from is t
+	v, w    float64   // value and weight in the summary's average
 }
 
 // cpuMem returns a reading of CPU and memory.
@@ -647,7 +675,7 @@ func rawPoints(samples []tsdb.Sample, r tsdb.Resource) []rawPoint {
 	for i, s := range samples {
 		switch r {
 		case tsdb.ResourceMemory:
-			out = append(out, rawPoint{t: s.Time, v: s.Values[tsdb.ResourceMemory], w: 1})
+			out = append(out, rawPoint{from: s.Time, t: s.Time, v: s.Values[tsdb.ResourceMemory], w: 1})
 		case tsdb.ResourceCPU:
 			if i == 0 {
 				continue
@@ -657,7 +685,7 @@ func rawPoints(samples []tsdb.Sample, r tsdb.Resource) []rawPoint {
 			if dt > res*5/2 || s.Values[tsdb.ResourceCPU] < prev.Values[tsdb.ResourceCPU] {
 				continue
 			}
-			out = append(out, rawPoint{t: s.Time, v: (s.Values[tsdb.ResourceCPU] - prev.Values[tsdb.ResourceCPU]) / dt.Seconds(), w: dt.Seconds()})
+			out = append(out, rawPoint{from: prev.Time, t: s.Time, v: (s.Values[tsdb.ResourceCPU] - prev.Values[tsdb.ResourceCPU]) / dt.Seconds(), w: dt.Seconds()})
 		}
 	}
 	return out
@@ -695,11 +723,38 @@ func expectAvg(samples []tsdb.Sample, r tsdb.Resource, g grid) []float64 {
 	pts := rawPoints(samples, r)
 	out := make([]float64, g.n())
 	for i := range out {
+		lo, hi := g.at(i).Add(-g.step), g.at(i)
 		sum, w := 0.0, 0.0
 		for _, p := range pts {
-			if g.in(p.t, i) {
-				sum += p.v * p.w
-				w += p.w
+			switch r {
+			case tsdb.ResourceCPU:
+				// The part of (p.from, p.t] inside (lo, hi].
+				from, to := p.from, p.t
+				if from.Before(lo) {
+					from = lo
+				}
+				if to.After(hi) {
+					to = hi
+				}
+				if d := to.Sub(from); d > 0 {
+					sum += p.v * d.Seconds()
+					w += d.Seconds()
+				}
+			default:
+				if g.in(p.t, i) {
+					sum += p.v
+					w++
+				}
+			}
+		}
+		if w == 0 && r != tsdb.ResourceCPU {
+			// No sample in the step: the last one before it, if the next one is after it
+			// and within 2.5 resolutions.
+			for j := 1; j < len(pts); j++ {
+				a, b := pts[j-1], pts[j]
+				if !a.t.After(lo) && b.t.After(hi) && b.t.Sub(a.t) <= res*5/2 {
+					sum, w = a.v, 1
+				}
 			}
 		}
 		out[i] = math.NaN()

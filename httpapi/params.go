@@ -43,7 +43,10 @@ const targetPoints = 1000
 const maxParamLen = 4096
 
 // niceSteps are the default steps, smallest first; the smallest one that is at least the
-// resolution and keeps the grid within targetPoints is chosen.
+// resolution and keeps the grid within targetPoints is chosen. A step of one resolution
+// holds no sample, or two, when kubelets' timestamps jitter; tsdb.DB.Range assigns raw
+// points by the time they cover, so such a step still has a value (docs/history-api.md,
+// "The grid").
 var niceSteps = []time.Duration{
 	10 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute,
 	10 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 3 * time.Hour,

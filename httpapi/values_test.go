@@ -111,7 +111,9 @@ func TestValuesMatchModel(t *testing.T) {
 		obj       tsdb.Object
 		match     func(seriesKey) bool
 	}
-	for _, g := range []grid{minuteGrid(0, 20), {at(0), at(20 * time.Minute), 5 * time.Minute}, {at(30 * time.Second), at(17 * time.Minute), 45 * time.Second}} {
+	// Steps of whole rounds, and steps across rounds (20s) and shorter than one (7s).
+	for _, g := range []grid{minuteGrid(0, 20), {at(0), at(20 * time.Minute), 5 * time.Minute}, {at(30 * time.Second), at(17 * time.Minute), 45 * time.Second},
+		{at(0), at(20 * time.Minute), 20 * time.Second}, {at(4 * time.Minute), at(15*time.Minute + 30*time.Second), 7 * time.Second}} {
 		for _, tc := range []struct {
 			path   string
 			series []want

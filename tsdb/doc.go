@@ -87,8 +87,10 @@
 //
 // DB.Range reads past usage on a grid of steps, for the history API: a raw point per scrape
 // (memory as stored; CPU as the rate between two consecutive counter samples, none over a
-// reset or a gap of more than 2.5 resolutions), aggregated per step (time-weighted average
-// for CPU, min, max, percentiles, count) and summarized over the range, streamed one series
+// reset or a gap of more than 2.5 resolutions), aggregated per step over the points that
+// cover it (a CPU rate in every step its interval overlaps, weighed by the overlap; a
+// memory sample's last value in the steps up to the next sample), so that timestamp
+// jitter leaves no step empty, and summarized over the range, streamed one series
 // at a time. DB.Queryable gives the raw series to the PromQL engine. Close ends the queries
 // in progress (ErrClosed), at their next series or within 1024 samples of one, and waits for
 // their queriers, so that no query reads a closed TSDB and shutdown never waits for a long one.

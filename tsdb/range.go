@@ -19,15 +19,25 @@ import (
 //
 // A raw point is what one scrape tells: for memory (and swap) the working set of a
 // sample; for CPU the rate over the interval between two consecutive samples of the
-// counter, in cores, placed at the later sample. An interval over which the counter
-// decreased (a restarted container) or that is longer than maxGapFactor resolutions (two
-// scrapes in a row missed) gives no point: a gap is never a zero, and a reset never a
-// negative rate.
+// counter, in cores. An interval over which the counter decreased (a restarted container)
+// or that is longer than maxGapFactor resolutions (two scrapes in a row missed) gives no
+// point: a gap is never a zero, and a reset never a negative rate.
 //
-// Step t of [Start, End] covers (t-Step, t]: its value is the query's aggregation of the
-// raw points in it, NaN when it holds none. CPU's avg is time-weighted: the counter's
-// increase over the time its intervals cover. The summary covers every raw point of
-// (Start-Step, End], so that it does not depend on the step.
+// Step t of [Start, End] covers (t-Step, t]. Its value is the query's aggregation of the
+// raw points that cover part of it, NaN when none does:
+//   - a CPU point covers its interval (prev, t]: it counts in every step the interval
+//     overlaps, and CPU's avg weighs it by the overlap, so that a step's avg is the
+//     counter's increase over the part of the step its intervals cover;
+//   - a memory point covers its sample's step and, up to the next sample when that one
+//     follows within maxGapFactor resolutions, the steps in between that hold no sample:
+//     the last value, as PromQL's lookback, bounded by the gap rule and never carried
+//     past a series' last sample.
+//
+// Kubelets' timestamps jitter around the resolution grid, so a step as long as the
+// resolution may hold no sample, or two: by these rules it still has a value, and a total
+// of several series does not lose a member there. The summary covers every raw point
+// placed at its (later) sample in (Start-Step, End], so that it does not depend on the
+// step.
 
 // Selector picks the series of one kind of object; each non-empty field must match its
 // label exactly.
@@ -101,7 +111,7 @@ type SeriesID struct {
 // RangeSeries is one series on a RangeQuery's grid.
 type RangeSeries struct {
 	ID SeriesID
-	// Values has one value per step, NaN where the step holds no raw point.
+	// Values has one value per step, NaN where no raw point covers the step (a gap).
 	Values []float64
 	// Summary aggregates every raw point of the range. Unlike Values, it is not reused.
 	Summary Summary
@@ -113,7 +123,7 @@ type RangeSeries struct {
 const maxGapFactor = 2.5
 
 // Range calls fn with every series that sel picks and that has a raw point in the
-// range, in label order. fn must not keep the series: its slices are reused. Range stops
+// range or a step value, in label order. fn must not keep the series: its slices are reused. Range stops
 // at fn's first error and returns it; it fails with ErrTooManySeries when more than
 // q.MaxSeries series match, and with ErrClosed when the DB closes meanwhile.
 func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*RangeSeries) error) error {
@@ -148,9 +158,10 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 		}
 		ms = append(ms, m)
 	}
-	// The raw points of the first step may need a sample from before it.
+	// The raw points that cover the first step may need a sample from before it, and
+	// those that cover the last step one from after it.
 	mint := q.Start.Add(-q.Step - maxGap).UnixMilli()
-	maxt := q.At(q.Steps() - 1).UnixMilli()
+	maxt := q.At(q.Steps() - 1).Add(maxGap).UnixMilli()
 	querier, err := db.querier(mint, maxt)
 	if err != nil {
 		return fmt.Errorf("range query: %w", err)
@@ -170,7 +181,7 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 		if err := r.run(ctx, it); err != nil {
 			return fmt.Errorf("range query: %w", err)
 		}
-		if r.series.Summary.Count == 0 {
+		if r.series.Summary.Count == 0 && !r.stepped {
 			continue
 		}
 		n++
@@ -201,10 +212,11 @@ type ranger struct {
 	lastMs               int64 // the last step's time
 	series               RangeSeries
 	all                  []float64 // every raw point, for the summary
-	bucket               []float64 // the raw points of the current step
+	bucket               []float64 // the raw points that cover the current step
 	allSum, allWeight    float64
 	stepSum, stepWeight  float64
 	curStep              int
+	stepped              bool // a step has a value
 	prevT                int64
 	prevV                float64
 	havePrev             bool
@@ -231,17 +243,21 @@ func newRanger(q RangeQuery, rate bool, maxGap time.Duration) *ranger {
 	return r
 }
 
-// stepOf returns the step whose (t-Step, t] holds tMs, or -1 when none does.
-func (r *ranger) stepOf(tMs int64) int {
-	if tMs <= r.startMs-r.stepMs || tMs > r.lastMs {
-		return -1
-	}
+// stepIndex returns the index of the step whose (t-Step, t] holds tMs, on the grid
+// extended beyond its ends: negative before the first step, len(Values) or more after
+// the last.
+func (r *ranger) stepIndex(tMs int64) int {
 	d := tMs - r.startMs
-	if d <= 0 {
-		return 0
+	i := d / r.stepMs // truncated: the ceiling for d <= 0
+	if d > 0 && d%r.stepMs != 0 {
+		i++
 	}
-	return int((d + r.stepMs - 1) / r.stepMs)
+	return int(i)
 }
+
+// inSummary reports whether a raw point placed at tMs counts in the summary:
+// (Start-Step, End].
+func (r *ranger) inSummary(tMs int64) bool { return tMs > r.startMs-r.stepMs && tMs <= r.lastMs }
 
 func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 	for i := range r.series.Values {
@@ -250,7 +266,7 @@ func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 	r.all, r.bucket = r.all[:0], r.bucket[:0]
 	r.allSum, r.allWeight, r.stepSum, r.stepWeight = 0, 0, 0, 0
 	r.allMin, r.allMax, r.count = math.Inf(1), math.Inf(-1), 0
-	r.curStep, r.havePrev = -1, false
+	r.curStep, r.havePrev, r.stepped = -1, false, false
 	n := 0
 	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
 		if vt != chunkenc.ValFloat {
@@ -265,17 +281,17 @@ func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			continue
 		}
-		if !r.rate {
-			r.add(t, v, 1)
-			continue
-		}
 		prevT, prevV, had := r.prevT, r.prevV, r.havePrev
 		r.prevT, r.prevV, r.havePrev = t, v, true
+		if !r.rate {
+			r.addGauge(prevT, prevV, had && t > prevT && t-prevT <= r.maxGapMs, t, v)
+			continue
+		}
 		if !had || t <= prevT || t-prevT > r.maxGapMs || v < prevV {
 			continue
 		}
 		dt := float64(t-prevT) / 1e3
-		r.add(t, (v-prevV)/dt, dt)
+		r.addInterval(prevT, t, (v-prevV)/dt, dt)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read samples: %w", err)
@@ -294,12 +310,38 @@ func (r *ranger) summary() Summary {
 	return summaryOf(r.q.Summary, r.count, avg, r.allMin, r.allMax, r.all)
 }
 
-// add records a raw point v at tMs, weighing w in averages (its interval for CPU).
-func (r *ranger) add(tMs int64, v, w float64) {
-	i := r.stepOf(tMs)
-	if i < 0 {
-		return
+// addInterval records a CPU raw point v, the rate over (fromMs, toMs] (w seconds): in
+// every step the interval overlaps, weighed by the overlap, and in the summary at toMs.
+func (r *ranger) addInterval(fromMs, toMs int64, v, w float64) {
+	first := max(r.stepIndex(fromMs+1), 0)
+	last := min(r.stepIndex(toMs), len(r.series.Values)-1)
+	for i := first; i <= last; i++ {
+		end := r.startMs + int64(i)*r.stepMs
+		overlap := min(end, toMs) - max(end-r.stepMs, fromMs)
+		r.addStep(i, v, float64(overlap)/1e3)
 	}
+	r.addSummary(toMs, v, w)
+}
+
+// addGauge records a memory raw point v at tMs: in its step and, when the previous
+// sample (prevMs, prevV) is near enough (near), in the steps between the two that hold
+// no sample, with the previous value; in the summary at tMs.
+func (r *ranger) addGauge(prevMs int64, prevV float64, near bool, tMs int64, v float64) {
+	i := r.stepIndex(tMs)
+	if near {
+		for j := max(r.stepIndex(prevMs)+1, 0); j < min(i, len(r.series.Values)); j++ {
+			r.addStep(j, prevV, 1)
+		}
+	}
+	if i >= 0 && i < len(r.series.Values) {
+		r.addStep(i, v, 1)
+	}
+	r.addSummary(tMs, v, 1)
+}
+
+// addStep adds a raw point v that covers step i, weighing w in its average. Steps come in
+// order: a later step flushes the current one.
+func (r *ranger) addStep(i int, v, w float64) {
 	if i != r.curStep {
 		r.flush()
 		r.curStep = i
@@ -307,6 +349,13 @@ func (r *ranger) add(tMs int64, v, w float64) {
 	r.bucket = append(r.bucket, v)
 	r.stepSum += v * w
 	r.stepWeight += w
+}
+
+// addSummary adds a raw point v placed at tMs to the summary, weighing w in its average.
+func (r *ranger) addSummary(tMs int64, v, w float64) {
+	if !r.inSummary(tMs) {
+		return
+	}
 	if r.keepAll {
 		r.all = append(r.all, v)
 	}
@@ -338,5 +387,6 @@ func (r *ranger) flush() {
 		v = quantileSorted(r.bucket, r.quantile)
 	}
 	r.series.Values[r.curStep] = v
+	r.stepped = true
 	r.bucket, r.stepSum, r.stepWeight = r.bucket[:0], 0, 0
 }

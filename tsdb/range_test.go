@@ -164,6 +164,91 @@ func TestRangeCPU(t *testing.T) {
 
 var nan = math.NaN()
 
+// TestRangeOverlap: a CPU point counts in every step its interval overlaps, weighed by
+// the overlap; a step without a memory sample takes the last one when the next follows
+// within 2.5 resolutions. Samples at irregular times, as kubelets' jittered stats times
+// are, leave no step without a value, but a gap of more than 2.5 resolutions does.
+func TestRangeOverlap(t *testing.T) {
+	db := newTestDB(t, Config{})
+	// seconds, counter, memory: rates .5 over (0,10], .1 over (10,32], .3 over (32,45],
+	// a gap of 55s, .1 over (100,110].
+	for _, s := range []struct{ sec, cpu, mem float64 }{
+		{0, 0, 100}, {10, 5, 200}, {32, 7.2, 300}, {45, 11.1, 400}, {100, 20, 500}, {110, 21, 600},
+	} {
+		write(t, db, batch(node("n1", at(time.Duration(s.sec*float64(time.Second))), s.cpu, s.mem)))
+	}
+	sel := Selector{Object: ObjectNode, Node: "n1"}
+	grid := func(from, to time.Duration, res Resource, agg Agg) RangeQuery {
+		return RangeQuery{Start: at(from), End: at(to), Step: 15 * time.Second, Resource: res, Agg: agg, Summary: []Agg{AggAvg}}
+	}
+	sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	tests := []struct {
+		name string
+		q    RangeQuery
+		want []float64
+	}{
+		{
+			name: "cpu avg: steps 0, 15, ... 135",
+			q:    grid(0, sec(135), ResourceCPU, AggAvg),
+			// (0,15]: 10s at .5 and 5s at .1; (30,45]: 2s at .1 and 13s at .3; (45,100] is
+			// a gap; (105,120] is covered 5s at .1; nothing after 110.
+			want: []float64{nan, 5.5 / 15, .1, 4.1 / 15, nan, nan, nan, .1, .1, nan},
+		},
+		{
+			name: "cpu count: points overlapping each step",
+			q:    grid(0, sec(135), ResourceCPU, AggCount),
+			want: []float64{nan, 2, 1, 2, nan, nan, nan, 1, 1, nan},
+		},
+		{
+			name: "cpu max",
+			q:    grid(0, sec(135), ResourceCPU, AggMax),
+			want: []float64{nan, .5, .1, .3, nan, nan, nan, .1, .1, nan},
+		},
+		{
+			name: "memory avg: the last value between samples, not over a gap nor after the last",
+			q:    grid(0, sec(135), ResourceMemory, AggAvg),
+			want: []float64{100, 200, 200, 350, nan, nan, nan, 500, 600, nan},
+		},
+		{
+			name: "memory count",
+			q:    grid(0, sec(135), ResourceMemory, AggCount),
+			want: []float64{1, 1, 1, 2, nan, nan, nan, 1, 1, nan},
+		},
+		{
+			name: "one step inside an interval: samples from after the grid",
+			q:    grid(sec(30), sec(30), ResourceCPU, AggAvg),
+			want: []float64{.1},
+		},
+		{
+			name: "one memory step inside an interval",
+			q:    grid(sec(30), sec(30), ResourceMemory, AggAvg),
+			want: []float64{200},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := collect(t, db, sel, tc.q)
+			if len(got) != 1 || len(got[0].Values) != len(tc.want) {
+				t.Fatalf("got %+v, want one series of %v", got, tc.want)
+			}
+			for i := range tc.want {
+				if !near(got[0].Values[i], tc.want[i]) {
+					t.Errorf("step %d (%s): %v, want %v", i, tc.q.At(i).Sub(t0), got[0].Values[i], tc.want[i])
+				}
+			}
+		})
+	}
+	// The summary is over raw points at their later sample, whatever the step: CPU's at
+	// 10, 32, 45 and 110 s, time-weighted.
+	for _, step := range []time.Duration{sec(15), sec(7), sec(60)} {
+		q := RangeQuery{Start: at(0), End: at(sec(120)), Step: step, Resource: ResourceCPU, Summary: []Agg{AggAvg, AggMax}}
+		s := collect(t, db, sel, q)[0].Summary
+		if s.Count != 4 || !near(s.Get(AggAvg), 12.1/55) || s.Get(AggMax) != .5 {
+			t.Errorf("step %s: summary count %d, avg %v, max %v; want 4, %v, .5", step, s.Count, s.Get(AggAvg), s.Get(AggMax), 12.1/55)
+		}
+	}
+}
+
 // quantileSelect agrees with sorting, whatever the data: ties, sorted and reversed input,
 // one value.
 func TestQuantileSelect(t *testing.T) {
