@@ -3,6 +3,7 @@ package scraper
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -131,6 +132,73 @@ func TestDefaultMaxBodyBytes(t *testing.T) {
 			}
 			if len(ns.Pods) != tt.spec.pods || len(ns.Containers) != tt.spec.pods*tt.spec.containers {
 				t.Errorf("decoded %d pods and %d containers, want %d and %d", len(ns.Pods), len(ns.Containers), tt.spec.pods, tt.spec.pods*tt.spec.containers)
+			}
+		})
+	}
+}
+
+func TestDecodeLimits(t *testing.T) {
+	t.Parallel()
+	ctr := func(ns, pod, c string) string {
+		return fmt.Sprintf("container_cpu_usage_seconds_total{container=%q,namespace=%q,pod=%q} 1 1000\n"+
+			"container_memory_working_set_bytes{container=%q,namespace=%q,pod=%q} 1 1000\n", c, ns, pod, c, ns, pod)
+	}
+	podLine := func(ns, pod string) string {
+		return fmt.Sprintf("pod_cpu_usage_seconds_total{namespace=%q,pod=%q} 1 1000\npod_memory_working_set_bytes{namespace=%q,pod=%q} 1 1000\n", ns, pod, ns, pod)
+	}
+	many := func(pods, containers int) string {
+		var b strings.Builder
+		for p := range pods {
+			for c := range containers {
+				b.WriteString(ctr("ns", name("p", p, 0), name("c", c, 0)))
+			}
+		}
+		return b.String()
+	}
+	podsOnly := func(pods int) string {
+		var b strings.Builder
+		for p := range pods {
+			b.WriteString(podLine("ns", name("p", p, 0)))
+		}
+		return b.String()
+	}
+	long := func(n int) string { return strings.Repeat("a", n) }
+	tests := []struct {
+		name           string
+		body           string
+		wantPods       int
+		wantContainers int
+		wantErr        string
+	}{
+		{name: "names at their limits", body: ctr(long(MaxNamespaceLen), long(MaxPodNameLen), long(MaxContainerNameLen)) + podLine(long(MaxNamespaceLen), long(MaxPodNameLen)), wantPods: 1, wantContainers: 1},
+		{name: "namespace too long", body: ctr(long(MaxNamespaceLen+1), "p", "c"), wantErr: "namespace (64 bytes)"},
+		{name: "pod name too long", body: podLine("ns", long(MaxPodNameLen+1)), wantErr: "pod (254 bytes)"},
+		{name: "container name too long", body: ctr("ns", "p", long(MaxContainerNameLen+1)), wantErr: "container label of 64 bytes"},
+		{name: "containers of one pod at the cap", body: many(1, MaxContainersPerPod), wantContainers: MaxContainersPerPod},
+		{name: "one container too many", body: many(1, MaxContainersPerPod+1), wantErr: "more than 64 containers"},
+		{name: "pods at the cap", body: many(MaxPodsPerNode, 1), wantContainers: MaxPodsPerNode},
+		{name: "pod series at the cap", body: podsOnly(MaxPodsPerNode), wantPods: MaxPodsPerNode},
+		{name: "one pod too many", body: many(MaxPodsPerNode, 1) + podLine("ns", "one-more"), wantErr: "more than 1024 pods"},
+		{name: "a kubelet rotating 100,000 pod names", body: podsOnly(100_000), wantErr: "more than 1024 pods"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ns, err := Decode([]byte(tt.body), kubeletContentType, testScrapeTime)
+			if tt.wantErr != "" {
+				if !errors.Is(err, errLimit) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Decode() = %v, want errLimit mentioning %q", err, tt.wantErr)
+				}
+				if ns.Pods != nil || ns.Containers != nil {
+					t.Errorf("partial result with the error: %d pods, %d containers", len(ns.Pods), len(ns.Containers))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Decode() = %v", err)
+			}
+			if len(ns.Pods) != tt.wantPods || len(ns.Containers) != tt.wantContainers {
+				t.Errorf("decoded %d pods, %d containers; want %d, %d", len(ns.Pods), len(ns.Containers), tt.wantPods, tt.wantContainers)
 			}
 		})
 	}
