@@ -2,7 +2,7 @@
 // pod cache and the feed that records pods and nodes in the object catalog (tsdb/catalog).
 //
 // The pod cache is a single informer of every pod, in every namespace and phase, whose
-// objects TransformPod strips to what the scraper (UIDs, through PodUIDs), the metrics.k8s.io
+// objects TransformPod strips to what the scraper (UIDs and nodes, through PodUIDs), the metrics.k8s.io
 // API (labels and phase) and the catalog (owners, node, QoS, requests and limits) read.
 //
 // Feed turns informer events into catalog records: owners resolved to the top workload

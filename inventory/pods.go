@@ -10,7 +10,8 @@ import (
 // TransformPod is the transform of the process's one pod informer (SetTransform). It keeps
 // only what Hindsight reads of a pod, so that the cache costs a fraction of full objects:
 //
-//   - the scraper: namespace, name and UID, to give samples their uid label;
+//   - the scraper: namespace, name, UID and node, to give samples their uid label and to
+//     keep a pod's samples only from the node the API places it on;
 //   - the metrics.k8s.io API: labels (label selectors) and status.phase (only Running pods
 //     are served, as metrics-server serves them);
 //   - the catalog: labels, owner references, creation time, node, QoS class, and each
@@ -62,19 +63,21 @@ func slimContainers(cs []corev1.Container) []corev1.Container {
 	return out
 }
 
-// PodUIDs looks pod UIDs up in the pod informer's cache, whatever the pod's phase: a pod's
-// samples carry its UID whenever the pod exists in the API. It is the scraper's PodUIDs.
+// PodUIDs looks pods up in the pod informer's cache, whatever the pod's phase: a pod's
+// samples carry its UID whenever the pod exists in the API, and are kept only from the node
+// the API places it on (spec.nodeName, which TransformPod keeps). It is the scraper's PodUIDs.
 type PodUIDs struct {
 	Lister corev1listers.PodLister
 }
 
-// PodUID returns the UID of the pod, or "" when the cache does not hold it.
-func (p PodUIDs) PodUID(namespace, name string) string {
+// PodNode returns the UID of the pod and the node the API places it on (spec.nodeName, ""
+// while it is not scheduled); ok is false when the cache does not hold the pod.
+func (p PodUIDs) PodNode(namespace, name string) (uid, node string, ok bool) {
 	pod, err := p.Lister.Pods(namespace).Get(name)
 	if err != nil {
-		return ""
+		return "", "", false
 	}
-	return string(pod.UID)
+	return string(pod.UID), pod.Spec.NodeName, true
 }
 
 var _ cache.TransformFunc = TransformPod

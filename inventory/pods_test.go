@@ -87,22 +87,41 @@ func TestPodUIDs(t *testing.T) {
 	pending.Status.Phase = corev1.PodPending
 	done := newPod("finished")
 	done.Status.Phase = corev1.PodSucceeded
-	for _, p := range []*corev1.Pod{fullPod(), pending, done} {
-		if err := idx.Add(p); err != nil {
+	unscheduled := newPod("unscheduled")
+	unscheduled.Spec.NodeName = ""
+	elsewhere := newPod("elsewhere")
+	elsewhere.Spec.NodeName = "node-b"
+	for _, p := range []*corev1.Pod{fullPod(), pending, done, unscheduled, elsewhere} {
+		// The cache holds what the informer's transform kept: spec.nodeName must survive it.
+		slim, err := TransformPod(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := idx.Add(slim); err != nil {
 			t.Fatal(err)
 		}
 	}
 	uids := PodUIDs{Lister: corev1listers.NewPodLister(idx)}
-	tests := []struct{ ns, name, want string }{
-		{"shop", "web-1", "uid-web-1"},
-		{"shop", "starting", "uid-starting"}, // every phase has its UID
-		{"shop", "finished", "uid-finished"},
-		{"shop", "unknown", ""},
-		{"other", "web-1", ""},
+	tests := []struct {
+		name, ns, pod string
+		wantUID       string
+		wantNode      string
+		wantOK        bool
+	}{
+		{"running", "shop", "web-1", "uid-web-1", "node-a", true},
+		{"pending has its UID", "shop", "starting", "uid-starting", "node-a", true},
+		{"succeeded has its UID", "shop", "finished", "uid-finished", "node-a", true},
+		{"not scheduled", "shop", "unscheduled", "uid-unscheduled", "", true},
+		{"another node", "shop", "elsewhere", "uid-elsewhere", "node-b", true},
+		{"unknown name", "shop", "unknown", "", "", false},
+		{"same name, another namespace", "other", "web-1", "", "", false},
 	}
 	for _, tt := range tests {
-		if got := uids.PodUID(tt.ns, tt.name); got != tt.want {
-			t.Errorf("PodUID(%s, %s) = %q, want %q", tt.ns, tt.name, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			uid, node, ok := uids.PodNode(tt.ns, tt.pod)
+			if uid != tt.wantUID || node != tt.wantNode || ok != tt.wantOK {
+				t.Errorf("PodNode(%s, %s) = %q, %q, %v; want %q, %q, %v", tt.ns, tt.pod, uid, node, ok, tt.wantUID, tt.wantNode, tt.wantOK)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package scraper
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/transport"
 
@@ -30,7 +32,14 @@ const (
 
 	defaultKubeletPort    = 10250
 	defaultKubeletTimeout = 10 * time.Second
-	defaultMaxBodyBytes   = 16 << 20
+	// defaultMaxBodyBytes admits the largest body a 110-pod node can send (110 pods × 20
+	// containers, every name at Kubernetes' limit: 5.1 MiB, see TestDefaultMaxBodyBytes) with
+	// half again as margin; a realistic 110-pod body (4 containers a pod) is 0.39 MiB, and a
+	// node at MaxPodsPerNode with realistic names 3.6 MiB.
+	defaultMaxBodyBytes = 8 << 20
+	// defaultMaxBytesInFlight bounds the bodies being read and decoded at once: 32 at the
+	// default cap.
+	defaultMaxBytesInFlight = 256 << 20
 	// acceptHeader asks for the classic text format, the one kubelets have always served.
 	acceptHeader = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 )
@@ -73,8 +82,14 @@ type KubeletConfig struct {
 	TokenFile string
 	// Timeout bounds one request, body included (--kubelet-request-timeout). Zero means 10s.
 	Timeout time.Duration
-	// MaxBodyBytes caps a response body after decompression. Zero means 16 MiB.
+	// MaxBodyBytes caps a response body after decompression (--kubelet-max-response-size).
+	// Zero means 8 MiB.
 	MaxBodyBytes int64
+	// MaxBytesInFlight bounds the memory of all fetches at once (--kubelet-max-bytes-in-flight):
+	// each reserves MaxBodyBytes of it from when its response headers arrive until its body is
+	// read and decoded, waiting (within its timeout) while the reservations of the others leave
+	// too little. At least MaxBodyBytes. Zero means 256 MiB, or MaxBodyBytes if that is more.
+	MaxBytesInFlight int64
 }
 
 // Validate reports every problem with c.
@@ -103,6 +118,11 @@ func (c KubeletConfig) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("kubelet max body bytes %d is negative", c.MaxBodyBytes))
 	}
+	if c.MaxBytesInFlight < 0 {
+		errs = append(errs, fmt.Errorf("kubelet max bytes in flight %d is negative", c.MaxBytesInFlight))
+	} else if body := cmp.Or(c.MaxBodyBytes, defaultMaxBodyBytes); c.MaxBytesInFlight > 0 && c.MaxBytesInFlight < body {
+		errs = append(errs, fmt.Errorf("kubelet max bytes in flight %d is less than the max body bytes %d: no body could be read", c.MaxBytesInFlight, body))
+	}
 	return errors.Join(errs...)
 }
 
@@ -118,6 +138,9 @@ func (c KubeletConfig) withDefaults() KubeletConfig {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if c.MaxBytesInFlight == 0 {
+		c.MaxBytesInFlight = max(defaultMaxBytesInFlight, c.MaxBodyBytes)
 	}
 	return c
 }
@@ -145,6 +168,8 @@ type KubeletClient struct {
 	cfg       KubeletConfig
 	client    *http.Client
 	transport *http.Transport // under client's credential wrappers, which hide its CloseIdleConnections
+	// inFlight holds MaxBytesInFlight; each body being read and decoded reserves MaxBodyBytes.
+	inFlight *semaphore.Weighted
 }
 
 var _ Fetcher = (*KubeletClient)(nil)
@@ -216,6 +241,7 @@ func NewKubeletClient(cfg KubeletConfig, log *slog.Logger) (*KubeletClient, erro
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		transport: tr,
+		inFlight:  semaphore.NewWeighted(cfg.MaxBytesInFlight),
 	}, nil
 }
 
@@ -286,6 +312,13 @@ func (kc *KubeletClient) Fetch(ctx context.Context, node *corev1.Node) (tsdb.Nod
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return tsdb.NodeScrape{}, &StatusError{Code: resp.StatusCode, Status: resp.Status}
 	}
+	// Reserve the most this body and its decoding may hold before reading a byte of it, so
+	// that the bodies of all nodes together stay within MaxBytesInFlight. The request's
+	// timeout bounds the wait; a failed wait counts as a timeout.
+	if err := kc.inFlight.Acquire(ctx, kc.cfg.MaxBodyBytes); err != nil {
+		return tsdb.NodeScrape{}, fmt.Errorf("wait for %d bytes of body budget: %w", kc.cfg.MaxBodyBytes, err)
+	}
+	defer kc.inFlight.Release(kc.cfg.MaxBodyBytes)
 	// The transport decompresses gzip transparently, so the limit applies to decoded bytes.
 	body, err := io.ReadAll(io.LimitReader(resp.Body, kc.cfg.MaxBodyBytes+1))
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -144,6 +146,10 @@ func TestKubeletConfigValidate(t *testing.T) {
 			},
 			wantErr: []string{"port 70000", `"Bogus"`, "mutually exclusive", "certificate and key", "token file are mutually", "timeout", "max body"},
 		},
+		{name: "bytes in flight below the default body cap", cfg: KubeletConfig{MaxBytesInFlight: 1 << 20}, wantErr: []string{"less than the max body bytes 8388608"}},
+		{name: "bytes in flight below the body cap", cfg: KubeletConfig{MaxBodyBytes: 2048, MaxBytesInFlight: 1024}, wantErr: []string{"in flight 1024 is less than the max body bytes 2048"}},
+		{name: "negative bytes in flight", cfg: KubeletConfig{MaxBytesInFlight: -1}, wantErr: []string{"in flight -1 is negative"}},
+		{name: "one body in flight", cfg: KubeletConfig{MaxBodyBytes: 1024, MaxBytesInFlight: 1024}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -749,4 +755,116 @@ func (h countWarnings) Handle(ctx context.Context, r slog.Record) error {
 		h.n.Add(1)
 	}
 	return h.Handler.Handle(ctx, r)
+}
+
+// gatedBodies is an http.RoundTripper whose every response body counts its reader and
+// blocks until release is closed (or the request's context ends), then serves kwokBody.
+type gatedBodies struct {
+	release chan struct{}
+
+	mu               sync.Mutex // guards the fields below
+	reading, maxRead int
+}
+
+func (g *gatedBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK",
+		Header:  http.Header{"Content-Type": []string{kubeletContentType}},
+		Body:    &gatedBody{g: g, ctx: req.Context(), rest: []byte(kwokBody)},
+		Request: req,
+	}, nil
+}
+
+type gatedBody struct {
+	g       *gatedBodies
+	ctx     context.Context
+	started bool
+	rest    []byte
+}
+
+func (b *gatedBody) Read(p []byte) (int, error) {
+	if !b.started {
+		b.started = true
+		b.g.mu.Lock()
+		b.g.reading++
+		b.g.maxRead = max(b.g.maxRead, b.g.reading)
+		b.g.mu.Unlock()
+		defer func() {
+			b.g.mu.Lock()
+			b.g.reading--
+			b.g.mu.Unlock()
+		}()
+		select {
+		case <-b.g.release:
+		case <-b.ctx.Done():
+			return 0, b.ctx.Err()
+		}
+	}
+	if len(b.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.rest)
+	b.rest = b.rest[n:]
+	return n, nil
+}
+
+func (b *gatedBody) Close() error { return nil }
+
+// TestFetchBoundsBytesInFlight checks that no more bodies are read at once than
+// MaxBytesInFlight / MaxBodyBytes, and that a fetch waiting for that budget fails as a
+// timeout when its request time runs out.
+func TestFetchBoundsBytesInFlight(t *testing.T) {
+	t.Run("at most two bodies of 1 KiB in 2 KiB", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			kc := newTestClient(t, KubeletConfig{InsecureTLS: true, MaxBodyBytes: 1 << 10, MaxBytesInFlight: 2 << 10})
+			g := &gatedBodies{release: make(chan struct{})}
+			kc.client = &http.Client{Transport: g}
+
+			const fetches = 5
+			errs := make(chan error, fetches)
+			for i := range fetches {
+				go func() {
+					_, err := kc.Fetch(t.Context(), kwokNode(fmt.Sprintf("n%d", i), 10250, ""))
+					errs <- err
+				}()
+			}
+			synctest.Wait() // every fetch is reading its body or waiting for the budget
+			g.mu.Lock()
+			reading := g.reading
+			g.mu.Unlock()
+			if reading != 2 {
+				t.Errorf("%d bodies read at once, want 2", reading)
+			}
+			close(g.release)
+			for range fetches {
+				if err := <-errs; err != nil {
+					t.Errorf("Fetch() = %v", err)
+				}
+			}
+			if g.maxRead != 2 {
+				t.Errorf("at most %d bodies read at once, want 2", g.maxRead)
+			}
+		})
+	})
+	t.Run("waiting past the timeout fails as a timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			kc := newTestClient(t, KubeletConfig{InsecureTLS: true, MaxBodyBytes: 1 << 10, MaxBytesInFlight: 1 << 10, Timeout: time.Second})
+			g := &gatedBodies{release: make(chan struct{})}
+			kc.client = &http.Client{Transport: g}
+
+			holder := make(chan error, 1)
+			go func() {
+				_, err := kc.Fetch(t.Context(), kwokNode("slow", 10250, ""))
+				holder <- err
+			}()
+			synctest.Wait() // the slow node's body holds the whole budget
+			_, err := kc.Fetch(t.Context(), kwokNode("next", 10250, ""))
+			if err == nil || !strings.Contains(err.Error(), "body budget") || classify(err) != ReasonTimeout {
+				t.Errorf("Fetch() while the budget is held = %v (reason %s), want a timeout waiting for the body budget", err, classify(err))
+			}
+			if err := <-holder; classify(err) != ReasonTimeout {
+				t.Errorf("slow body: %v, want its own timeout", err)
+			}
+		})
+	})
 }

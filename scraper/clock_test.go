@@ -86,13 +86,15 @@ func TestRunSkewedKubeletClocks(t *testing.T) {
 			}, nil
 		}}
 		idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+		pods := fakePodUIDs{}
 		for _, n := range append(append([]string{}, healthy...), "ahead-hours", "ahead-days", "behind-hours", "recovers") {
 			addNode(t, idx, n, nil)
+			pods["ns/pod-"+n] = placed{uid: "uid-" + n, node: n}
 		}
 		var logs lockedBuffer
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		w := newFakeWriter()
-		s, err := New(Config{Resolution: testResolution}, corev1listers.NewNodeLister(idx), nil, f, w, log, prometheus.NewRegistry())
+		s, err := New(Config{Resolution: testResolution}, corev1listers.NewNodeLister(idx), pods, f, w, log, prometheus.NewRegistry())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
@@ -34,6 +35,29 @@ const (
 
 // required are the resources without which metrics-server drops a node, pod or container.
 var required = tsdb.ResourceSet(0).With(tsdb.ResourceCPU).With(tsdb.ResourceMemory)
+
+// Caps on what one body may hold. Kubernetes' own name limits bound the label values a real
+// kubelet can report; the counts are far above any real node's (the kubelet's default
+// --max-pods is 110, managed offerings allow up to about 250, and Kubernetes' scalability
+// limits are 110 pods per node), so that only a hostile or broken kubelet reaches them. A body
+// past any cap fails the node's scrape (scrape_errors_total{reason="decode"}): no real kubelet
+// sends one, and half of a forged body is no better than none.
+const (
+	// MaxNamespaceLen is the longest namespace label: a namespace is a DNS-1123 label.
+	MaxNamespaceLen = validation.DNS1123LabelMaxLength // 63
+	// MaxPodNameLen is the longest pod label: a pod name is a DNS-1123 subdomain.
+	MaxPodNameLen = validation.DNS1123SubdomainMaxLength // 253
+	// MaxContainerNameLen is the longest container label: a container name is a DNS-1123 label.
+	MaxContainerNameLen = validation.DNS1123LabelMaxLength // 63
+	// MaxPodsPerNode is the most distinct pods (namespace/name, from pod or container series)
+	// one body may report.
+	MaxPodsPerNode = 1024
+	// MaxContainersPerPod is the most distinct containers one pod may report.
+	MaxContainersPerPod = 64
+)
+
+// errLimit is wrapped by Decode's error for a body past one of the caps above.
+var errLimit = errors.New("limit exceeded")
 
 // maxTimestampMs (year 10000) bounds sample timestamps: a later one is hostile, and time.Time
 // would no longer marshal.
@@ -99,8 +123,11 @@ type containerKey struct {
 // Decode fails, returning no partial result, on: a body the parser rejects; a text body that does
 // not end with a newline (a truncated body); a NaN, infinite or negative CPU, memory or swap value,
 // a NaN or infinite start time; a timestamp ≤ 0 or past the year 9999; a container or pod series without its namespace,
-// pod or container label; the same series twice; and a body with none of the resource series
-// (ErrNoSamples). A start time ≤ 0 is read as "not reported", which is what older kubelets meant by
+// pod or container label; a namespace, pod or container label longer than Kubernetes allows
+// (MaxNamespaceLen, MaxPodNameLen, MaxContainerNameLen); more than MaxPodsPerNode pods or more
+// than MaxContainersPerPod containers of one pod; the same series twice; and a body with none
+// of the resource series (ErrNoSamples). The caps bound the result: at most MaxPodsPerNode pod
+// samples and MaxPodsPerNode × MaxContainersPerPod container samples. A start time ≤ 0 is read as "not reported", which is what older kubelets meant by
 // it.
 func Decode(body []byte, contentType string, scrapeTime time.Time) (_ tsdb.NodeScrape, err error) {
 	defer func() {
@@ -140,6 +167,7 @@ func Decode(body []byte, contentType string, scrapeTime time.Time) (_ tsdb.NodeS
 		defaultTs:  scrapeTime.UnixMilli(),
 		seen:       make(map[seriesKey]struct{}),
 		pods:       make(map[podKey]*point),
+		podRefs:    make(map[podKey]int),
 		containers: make(map[containerKey]*point),
 	}
 	var lbls labels.Labels
@@ -173,6 +201,8 @@ type decoder struct {
 	node       point
 	pods       map[podKey]*point
 	containers map[containerKey]*point
+	// podRefs counts the distinct containers of every pod named by a pod or container series.
+	podRefs map[podKey]int
 }
 
 // add records one series. It returns an error for input Decode must reject.
@@ -189,11 +219,19 @@ func (d *decoder) add(lbls labels.Labels, ts *int64, v float64) error {
 		if key.namespace == "" || key.pod == "" {
 			return fmt.Errorf("series %s without namespace or pod label", name)
 		}
+		if len(key.namespace) > MaxNamespaceLen || len(key.pod) > MaxPodNameLen {
+			return fmt.Errorf("%w: series %s: namespace (%d bytes) or pod (%d bytes) label longer than %d or %d bytes",
+				errLimit, name, len(key.namespace), len(key.pod), MaxNamespaceLen, MaxPodNameLen)
+		}
 	}
 	if def.Object == tsdb.ObjectContainer {
 		key.container = lbls.Get(labelContainer)
 		if key.container == "" {
 			return fmt.Errorf("series %s{namespace=%q,pod=%q} without container label", name, key.namespace, key.pod)
+		}
+		if len(key.container) > MaxContainerNameLen {
+			return fmt.Errorf("%w: series %s{namespace=%q,pod=%q}: container label of %d bytes, longer than %d",
+				errLimit, name, key.namespace, key.pod, len(key.container), MaxContainerNameLen)
 		}
 	}
 	if _, dup := d.seen[key]; dup {
@@ -222,12 +260,18 @@ func (d *decoder) add(lbls labels.Labels, ts *int64, v float64) error {
 	case tsdb.ObjectPod:
 		k := podKey{key.namespace, key.pod}
 		if pt = d.pods[k]; pt == nil {
+			if err := d.refPod(k, false); err != nil {
+				return err
+			}
 			pt = &point{}
 			d.pods[k] = pt
 		}
 	default:
 		k := containerKey{podKey{key.namespace, key.pod}, key.container}
 		if pt = d.containers[k]; pt == nil {
+			if err := d.refPod(k.podKey, true); err != nil {
+				return err
+			}
 			pt = &point{}
 			d.containers[k] = pt
 		}
@@ -248,6 +292,22 @@ func (d *decoder) add(lbls labels.Labels, ts *int64, v float64) error {
 	if v > 0 {
 		pt.startNs, pt.hasStart = int64(ns), true
 	}
+	return nil
+}
+
+// refPod counts pod k, and one more of its containers if newContainer, against the caps.
+func (d *decoder) refPod(k podKey, newContainer bool) error {
+	n, known := d.podRefs[k]
+	if !known && len(d.podRefs) >= MaxPodsPerNode {
+		return fmt.Errorf("%w: more than %d pods", errLimit, MaxPodsPerNode)
+	}
+	if newContainer {
+		if n >= MaxContainersPerPod {
+			return fmt.Errorf("%w: pod %s/%s has more than %d containers", errLimit, k.namespace, k.pod, MaxContainersPerPod)
+		}
+		n++
+	}
+	d.podRefs[k] = n
 	return nil
 }
 

@@ -321,6 +321,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte("node_cpu_usage_seconds_total 1 1.5\n# EOF\n"), "application/openmetrics-text; version=1.0.0")
 	f.Add([]byte(`container_cpu_usage_seconds_total{"container"="c",namespace="n",pod="p"} -0`+"\n"), "")
+	f.Add([]byte(`pod_cpu_usage_seconds_total{namespace="`+strings.Repeat("n", MaxNamespaceLen+1)+`",pod="p"} 1`+"\n"), "")
+	f.Add(genKubeletBody(MaxPodsPerNode+1, 1), kubeletContentType)
+	f.Add(genKubeletBody(1, MaxContainersPerPod+1), kubeletContentType)
 
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
 		ns, err := Decode(body, contentType, testScrapeTime)
@@ -372,6 +375,29 @@ func FuzzDecode(f *testing.F) {
 				t.Errorf("container %+v: start time not after the epoch", c)
 			}
 			checkSample("container "+c.Namespace+"/"+c.Pod+"/"+c.Container, c.Sample)
+		}
+		// The caps bound every result.
+		if len(ns.Pods) > MaxPodsPerNode {
+			t.Errorf("%d pods, more than MaxPodsPerNode", len(ns.Pods))
+		}
+		perPod := map[[2]string]int{}
+		for _, p := range ns.Pods {
+			perPod[[2]string{p.Namespace, p.Pod}] += 0
+			if len(p.Namespace) > MaxNamespaceLen || len(p.Pod) > MaxPodNameLen {
+				t.Errorf("pod %q/%q: name past its limit", p.Namespace, p.Pod)
+			}
+		}
+		for _, c := range ns.Containers {
+			k := [2]string{c.Namespace, c.Pod}
+			if perPod[k]++; perPod[k] > MaxContainersPerPod {
+				t.Errorf("pod %q/%q: more than MaxContainersPerPod containers", c.Namespace, c.Pod)
+			}
+			if len(c.Namespace) > MaxNamespaceLen || len(c.Pod) > MaxPodNameLen || len(c.Container) > MaxContainerNameLen {
+				t.Errorf("container %q/%q/%q: name past its limit", c.Namespace, c.Pod, c.Container)
+			}
+		}
+		if len(perPod) > MaxPodsPerNode {
+			t.Errorf("%d distinct pods, more than MaxPodsPerNode", len(perPod))
 		}
 		// Round-trips through JSON: no NaN hid anywhere (encoding/json rejects it).
 		if _, err := json.Marshal(ns); err != nil {

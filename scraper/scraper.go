@@ -114,10 +114,12 @@ type Writer interface {
 	Write(ctx context.Context, b tsdb.Batch) error
 }
 
-// PodUIDs resolves a pod's UID, typically from a pod informer's cache.
+// PodUIDs tells which pods the API knows and where it places them, typically from a pod
+// informer's cache. *inventory.PodUIDs implements it.
 type PodUIDs interface {
-	// PodUID returns the UID of namespace/name, or "" when the pod is not known.
-	PodUID(namespace, name string) string
+	// PodNode returns the UID of namespace/name and the node the API places it on
+	// (spec.nodeName, "" while it is not scheduled); ok is false when the pod is not known.
+	PodNode(namespace, name string) (uid, node string, ok bool)
 }
 
 // Fetcher scrapes one node once. *KubeletClient implements it. The result must have Node set;
@@ -149,13 +151,14 @@ type Scraper struct {
 	skewed map[string]time.Duration
 }
 
-// New wires a Scraper and registers its self-metrics on reg. pods may be nil (UIDs stay empty).
+// New wires a Scraper and registers its self-metrics on reg. pods decides which pod samples
+// are kept (see placePods).
 func New(cfg Config, nodes corev1listers.NodeLister, pods PodUIDs, f Fetcher, w Writer, log *slog.Logger, reg prometheus.Registerer) (*Scraper, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if nodes == nil || f == nil || w == nil || log == nil || reg == nil {
-		return nil, errors.New("scraper: nil node lister, fetcher, writer, logger or registerer")
+	if nodes == nil || pods == nil || f == nil || w == nil || log == nil || reg == nil {
+		return nil, errors.New("scraper: nil node lister, pod lookup, fetcher, writer, logger or registerer")
 	}
 	cfg = cfg.withDefaults()
 	m := newMetrics(cfg.Resolution)
@@ -314,7 +317,7 @@ func (s *Scraper) scrapeNode(parent, ctx context.Context, node *corev1.Node) (ts
 	for attempt := 1; ; attempt++ {
 		r, err := s.fetchOnce(ctx, node)
 		if err == nil {
-			s.fillUIDs(&r)
+			s.placePods(&r, node.Name)
 			return r, true
 		}
 		if parent.Err() != nil {
@@ -356,18 +359,6 @@ func (s *Scraper) fetchOnce(ctx context.Context, node *corev1.Node) (tsdb.NodeSc
 		r.Node = node.Name
 	}
 	return r, err
-}
-
-func (s *Scraper) fillUIDs(r *tsdb.NodeScrape) {
-	if s.pods == nil {
-		return
-	}
-	for i := range r.Pods {
-		r.Pods[i].UID = s.pods.PodUID(r.Pods[i].Namespace, r.Pods[i].Pod)
-	}
-	for i := range r.Containers {
-		r.Containers[i].UID = s.pods.PodUID(r.Containers[i].Namespace, r.Containers[i].Pod)
-	}
 }
 
 // prune deletes the per-node self-metric series and clock state of nodes that left the node
@@ -499,6 +490,7 @@ type metrics struct {
 	lastRequestTime *prometheus.GaugeVec
 	tickDuration    prometheus.Histogram
 	errors          *prometheus.CounterVec
+	dropped         *prometheus.CounterVec
 }
 
 func newMetrics(resolution time.Duration) metrics {
@@ -525,13 +517,14 @@ func newMetrics(resolution time.Duration) metrics {
 			Namespace: "hindsight", Subsystem: "scrape", Name: "errors_total",
 			Help: "Failed kubelet scrape attempts (and rejected batch writes) by reason.",
 		}, []string{"reason"}),
+		dropped: newDroppedSamples(),
 	}
 }
 
 // register registers every collector on reg, or none of them.
 func (m metrics) register(reg prometheus.Registerer) error {
 	var done []prometheus.Collector
-	for _, c := range []prometheus.Collector{m.requestDuration, m.requestTotal, m.lastRequestTime, m.tickDuration, m.errors} {
+	for _, c := range []prometheus.Collector{m.requestDuration, m.requestTotal, m.lastRequestTime, m.tickDuration, m.errors, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
 				reg.Unregister(d)

@@ -96,9 +96,15 @@ func (w *fakeWriter) Write(ctx context.Context, b tsdb.Batch) error {
 	return w.err
 }
 
-type fakePodUIDs map[string]string
+// fakePodUIDs is a pod cache: "namespace/name" → the pod's UID and node.
+type fakePodUIDs map[string]placed
 
-func (f fakePodUIDs) PodUID(namespace, name string) string { return f[namespace+"/"+name] }
+type placed struct{ uid, node string }
+
+func (f fakePodUIDs) PodNode(namespace, name string) (uid, node string, ok bool) {
+	p, ok := f[namespace+"/"+name]
+	return p.uid, p.node, ok
+}
 
 type testEnv struct {
 	s       *Scraper
@@ -120,7 +126,7 @@ func newTestEnv(t *testing.T, cfg Config, f *fakeFetcher, nodes ...string) *test
 	env := &testEnv{nodes: idx, fetcher: f, writer: newFakeWriter(), reg: prometheus.NewRegistry()}
 	uids := fakePodUIDs{}
 	for _, n := range nodes {
-		uids["ns/pod-"+n] = "uid-" + n
+		uids["ns/pod-"+n] = placed{"uid-" + n, n}
 	}
 	s, err := New(cfg, corev1listers.NewNodeLister(idx), uids, f, env.writer, testlog.New(t), env.reg)
 	if err != nil {
@@ -186,17 +192,20 @@ func TestNewErrors(t *testing.T) {
 	if _, err := New(Config{}, lister, nil, &fakeFetcher{}, newFakeWriter(), testlog.New(t), prometheus.NewRegistry()); err == nil {
 		t.Error("New() accepted an invalid Config")
 	}
-	if _, err := New(cfg, lister, nil, nil, newFakeWriter(), testlog.New(t), prometheus.NewRegistry()); err == nil {
+	if _, err := New(cfg, lister, fakePodUIDs{}, nil, newFakeWriter(), testlog.New(t), prometheus.NewRegistry()); err == nil {
 		t.Error("New() accepted a nil Fetcher")
+	}
+	if _, err := New(cfg, lister, nil, &fakeFetcher{}, newFakeWriter(), testlog.New(t), prometheus.NewRegistry()); err == nil {
+		t.Error("New() accepted a nil pod lookup")
 	}
 
 	// A registration conflict registers nothing.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "hindsight_scrape_errors_total", Help: "conflict"}))
-	if _, err := New(cfg, lister, nil, &fakeFetcher{}, newFakeWriter(), testlog.New(t), reg); err == nil {
+	if _, err := New(cfg, lister, fakePodUIDs{}, &fakeFetcher{}, newFakeWriter(), testlog.New(t), reg); err == nil {
 		t.Fatal("New() succeeded despite a conflicting metric")
 	}
-	if _, err := New(cfg, lister, nil, &fakeFetcher{}, newFakeWriter(), testlog.New(t), prometheus.NewPedanticRegistry()); err != nil {
+	if _, err := New(cfg, lister, fakePodUIDs{}, &fakeFetcher{}, newFakeWriter(), testlog.New(t), prometheus.NewPedanticRegistry()); err != nil {
 		t.Errorf("New() on a fresh registry: %v", err)
 	}
 	mfs, err := reg.Gather()
@@ -561,7 +570,7 @@ func TestScrapeKubelets(t *testing.T) {
 	w := newFakeWriter()
 	reg := prometheus.NewPedanticRegistry()
 	s, err := New(Config{Resolution: MinResolution, MaxAttempts: 2, RetryBackoff: 10 * time.Millisecond},
-		corev1listers.NewNodeLister(idx), fakePodUIDs{"default/web-0": "uid-web-0"}, kc, w, testlog.New(t), reg)
+		corev1listers.NewNodeLister(idx), fakePodUIDs{"default/web-0": {"uid-web-0", "kwok-0"}}, kc, w, testlog.New(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,9 +586,14 @@ func TestScrapeKubelets(t *testing.T) {
 	if got := batchNodes(b); !slices.Equal(got, []string{"kwok-0", "kwok-1"}) {
 		t.Fatalf("batch nodes = %v", got)
 	}
+	// Both fake kubelets serve the same body: only the node the API places web-0 on keeps it.
 	for _, n := range b.Nodes {
-		if !n.HasNode || len(n.Containers) != 1 || n.Containers[0].UID != "uid-web-0" {
-			t.Errorf("node %s: %+v", n.Node, n)
+		want := 0
+		if n.Node == "kwok-0" {
+			want = 1
+		}
+		if !n.HasNode || len(n.Containers) != want || want == 1 && n.Containers[0].UID != "uid-web-0" {
+			t.Errorf("node %s: %+v, want %d container of web-0", n.Node, n, want)
 		}
 	}
 	if diff := cmp.Diff(map[string]int{
@@ -597,8 +611,12 @@ hindsight_kubelet_request_total{success="true"} 2
 # HELP hindsight_scrape_errors_total Failed kubelet scrape attempts (and rejected batch writes) by reason.
 # TYPE hindsight_scrape_errors_total counter
 hindsight_scrape_errors_total{reason="http_status"} 2
+# HELP hindsight_scrape_dropped_samples_total Pod and container samples reported by kubelets and not stored, by reason: unknown_pod (not in the pod cache), wrong_node (the API places the pod elsewhere).
+# TYPE hindsight_scrape_dropped_samples_total counter
+hindsight_scrape_dropped_samples_total{reason="unknown_pod"} 0
+hindsight_scrape_dropped_samples_total{reason="wrong_node"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "hindsight_kubelet_request_total", "hindsight_scrape_errors_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "hindsight_kubelet_request_total", "hindsight_scrape_errors_total", "hindsight_scrape_dropped_samples_total"); err != nil {
 		t.Error(err)
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {

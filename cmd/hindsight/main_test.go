@@ -60,6 +60,12 @@ func TestRun(t *testing.T) {
 			},
 		},
 		{
+			name:       "bytes in flight below the response cap",
+			args:       []string{"--kubelet-max-response-size=8Mi", "--kubelet-max-bytes-in-flight=4Mi"},
+			wantCode:   2,
+			wantStderr: []string{"--kubelet-max-bytes-in-flight 4Mi is less than --kubelet-max-response-size 8Mi"},
+		},
+		{
 			name:     "retention size below one day",
 			args:     []string{"--retention-size=10Mi"},
 			wantCode: 2,

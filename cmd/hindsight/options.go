@@ -42,6 +42,7 @@ type options struct {
 	kubeletClientKey         string
 	kubeletTimeout           time.Duration
 	kubeletMaxBody           string
+	kubeletMaxInFlight       string
 
 	storagePath   string
 	retention     time.Duration
@@ -65,7 +66,8 @@ func newOptions() *options {
 		kubeletPort:         10250,
 		kubeletAddressTypes: addressTypeStrings(scraper.DefaultAddressTypes),
 		kubeletTimeout:      10 * time.Second,
-		kubeletMaxBody:      "16Mi",
+		kubeletMaxBody:      "8Mi",
+		kubeletMaxInFlight:  "256Mi",
 		storagePath:         "/var/lib/hindsight",
 		retention:           tsdb.DefaultRetention,
 		retentionSize:       "0",
@@ -91,7 +93,8 @@ func (o *options) flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.kubeletClientCert, "kubelet-client-certificate", o.kubeletClientCert, "Path to a client cert file for TLS.")
 	fs.StringVar(&o.kubeletClientKey, "kubelet-client-key", o.kubeletClientKey, "Path to a client key file for TLS.")
 	fs.DurationVar(&o.kubeletTimeout, "kubelet-request-timeout", o.kubeletTimeout, "The length of time to wait before giving up on a single request to Kubelet. Non-zero values should contain a corresponding time unit (e.g. 1s, 2m, 3h).")
-	fs.StringVar(&o.kubeletMaxBody, "kubelet-max-response-size", o.kubeletMaxBody, "Largest /metrics/resource response accepted from one kubelet, as a quantity (e.g. 16Mi); a larger one fails that node's scrape.")
+	fs.StringVar(&o.kubeletMaxBody, "kubelet-max-response-size", o.kubeletMaxBody, "Largest /metrics/resource response accepted from one kubelet, as a quantity (e.g. 8Mi); a larger one fails that node's scrape.")
+	fs.StringVar(&o.kubeletMaxInFlight, "kubelet-max-bytes-in-flight", o.kubeletMaxInFlight, "Memory for kubelet responses being read and decoded at once, as a quantity; each reserves --kubelet-max-response-size of it, so at most this divided by that are read at once. At least --kubelet-max-response-size.")
 
 	fs = nfs.FlagSet("metrics")
 	fs.DurationVar(&o.resolution, "metric-resolution", o.resolution, "The resolution at which Hindsight will retain metrics, must set value at least 10s.")
@@ -135,8 +138,14 @@ func (o *options) validate() error {
 	if (o.kubeletClientCert == "") != (o.kubeletClientKey == "") {
 		errs = append(errs, errors.New("--kubelet-client-certificate and --kubelet-client-key must be given together"))
 	}
-	if _, err := parseBytes("--kubelet-max-response-size", o.kubeletMaxBody); err != nil {
+	maxBody, errBody := parseBytes("--kubelet-max-response-size", o.kubeletMaxBody)
+	if errBody != nil {
+		errs = append(errs, errBody)
+	}
+	if inFlight, err := parseBytes("--kubelet-max-bytes-in-flight", o.kubeletMaxInFlight); err != nil {
 		errs = append(errs, err)
+	} else if errBody == nil && inFlight < maxBody {
+		errs = append(errs, fmt.Errorf("--kubelet-max-bytes-in-flight %s is less than --kubelet-max-response-size %s", o.kubeletMaxInFlight, o.kubeletMaxBody))
 	}
 	if size, err := parseBytes("--retention-size", o.retentionSize); err != nil {
 		errs = append(errs, err)
@@ -177,7 +186,8 @@ func (o *options) level() (slog.Level, error) {
 }
 
 func (o *options) kubeletConfig() scraper.KubeletConfig {
-	maxBody, _ := parseBytes("", o.kubeletMaxBody) // validated
+	maxBody, _ := parseBytes("", o.kubeletMaxBody)      // validated
+	inFlight, _ := parseBytes("", o.kubeletMaxInFlight) // validated
 	types := make([]corev1.NodeAddressType, 0, len(o.kubeletAddressTypes))
 	for _, t := range o.kubeletAddressTypes {
 		types = append(types, corev1.NodeAddressType(strings.TrimSpace(t)))
@@ -192,6 +202,7 @@ func (o *options) kubeletConfig() scraper.KubeletConfig {
 		ClientKeyFile:         o.kubeletClientKey,
 		Timeout:               o.kubeletTimeout,
 		MaxBodyBytes:          maxBody,
+		MaxBytesInFlight:      inFlight,
 	}
 }
 
