@@ -95,21 +95,8 @@ func TestStorageHealth(t *testing.T) {
 			t.Errorf("%s: Write = %v, want %v", st.name, err, st.wantWriteErr)
 		}
 
-		health := db.StorageHealth()
-		writable := testutil.ToFloat64(db.m.writable)
-		if len(st.wantHealth) == 0 {
-			if health != nil || writable != 1 {
-				t.Errorf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want nil, 1", st.name, health, writable)
-			}
-		} else {
-			if health == nil || writable != 0 {
-				t.Fatalf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want an error, 0", st.name, health, writable)
-			}
-			for _, want := range st.wantHealth {
-				if !strings.Contains(health.Error(), want) {
-					t.Errorf("%s: StorageHealth() = %q, want it to contain %q", st.name, health, want)
-				}
-			}
+		checkStorageHealth(t, db, st.name, st.wantHealth)
+		if health := db.StorageHealth(); len(st.wantHealth) > 0 {
 			if !errors.Is(health, errDiskFull) {
 				t.Errorf("%s: StorageHealth() = %v, want it to wrap %v", st.name, health, errDiskFull)
 			}
@@ -211,27 +198,34 @@ func TestStorageHealthRefusedSamples(t *testing.T) {
 		if err := db.Write(context.Background(), b); err != nil {
 			t.Fatalf("%s: Write = %v", st.name, err)
 		}
-		health := db.StorageHealth()
-		writable := testutil.ToFloat64(db.m.writable)
-		if len(st.wantHealth) == 0 {
-			if health != nil || writable != 1 {
-				t.Errorf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want nil, 1", st.name, health, writable)
-			}
-		} else {
-			if health == nil || writable != 0 {
-				t.Fatalf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want an error, 0", st.name, health, writable)
-			}
-			for _, want := range st.wantHealth {
-				if !strings.Contains(health.Error(), want) {
-					t.Errorf("%s: StorageHealth() = %q, want it to contain %q", st.name, health, want)
-				}
-			}
-		}
+		checkStorageHealth(t, db, st.name, st.wantHealth)
 		if got := len(logs.find("level=WARN", "refuses many samples", "refused=18", "samples=20", "outOfBounds=18")); got != st.wantWarns {
 			t.Errorf("%s: %d warnings logged, want %d", st.name, got, st.wantWarns)
 		}
 		if got := len(logs.find("level=INFO", "takes the rounds' samples again", "lossyRounds=4")); got != st.wantInfos {
 			t.Errorf("%s: %d recoveries logged, want %d", st.name, got, st.wantInfos)
+		}
+	}
+}
+
+// checkStorageHealth asserts StorageHealth and hindsight_storage_writable: healthy when
+// wantHealth is empty, else failing with an error that contains each of wantHealth.
+func checkStorageHealth(t *testing.T, db *DB, step string, wantHealth []string) {
+	t.Helper()
+	health := db.StorageHealth()
+	writable := testutil.ToFloat64(db.m.writable)
+	if len(wantHealth) == 0 {
+		if health != nil || writable != 1 {
+			t.Errorf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want nil, 1", step, health, writable)
+		}
+		return
+	}
+	if health == nil || writable != 0 {
+		t.Fatalf("%s: StorageHealth() = %v, hindsight_storage_writable = %v; want an error, 0", step, health, writable)
+	}
+	for _, want := range wantHealth {
+		if !strings.Contains(health.Error(), want) {
+			t.Errorf("%s: StorageHealth() = %q, want it to contain %q", step, health, want)
 		}
 	}
 }
