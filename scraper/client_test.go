@@ -852,9 +852,13 @@ func TestFetchBoundsBytesInFlight(t *testing.T) {
 			g := &gatedBodies{release: make(chan struct{})}
 			kc.client = &http.Client{Transport: g}
 
+			// The slow node's body holds the budget past the next fetch's own timeout: same
+			// client and budget, a longer request timeout, so the two never expire together.
+			slow := *kc
+			slow.cfg.Timeout = 3 * time.Second
 			holder := make(chan error, 1)
 			go func() {
-				_, err := kc.Fetch(t.Context(), kwokNode("slow", 10250, ""))
+				_, err := slow.Fetch(t.Context(), kwokNode("slow", 10250, ""))
 				holder <- err
 			}()
 			synctest.Wait() // the slow node's body holds the whole budget
