@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -38,16 +37,7 @@ func (rejectingAppender) Append(storage.SeriesRef, labels.Labels, int64, int64, 
 func TestStorageHealth(t *testing.T) {
 	t.Parallel()
 	log, logs := captureLog(t)
-	db, err := Open(Config{Dir: t.TempDir()}, log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		checkInvariants(t, db)
-		if err := db.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	db := openTestDB(t, Config{}, log)
 	if err := db.StorageHealth(); err != nil {
 		t.Errorf("StorageHealth() before any write = %v, want nil", err)
 	}
@@ -154,16 +144,7 @@ func TestRoundLossy(t *testing.T) {
 func TestStorageHealthRefusedSamples(t *testing.T) {
 	t.Parallel()
 	log, logs := captureLog(t)
-	db, err := Open(Config{Dir: t.TempDir()}, log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		checkInvariants(t, db)
-		if err := db.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	db := openTestDB(t, Config{}, log)
 	const healthyNodes = 9
 	steps := []struct {
 		name       string

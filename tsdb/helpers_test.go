@@ -77,15 +77,17 @@ func (w tbWriter) Write(p []byte) (int, error) {
 // ends.
 func newTestDB(t testing.TB, cfg Config) *DB {
 	t.Helper()
+	return openTestDB(t, cfg, slogt(t))
+}
+
+// openTestDB is newTestDB with its own logger (captureLog's, say).
+func openTestDB(t testing.TB, cfg Config, log *slog.Logger) *DB {
+	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
 	if cfg.Resolution == 0 {
 		cfg.Resolution = 15 * time.Second
-	}
-	log := slogt(t)
-	if _, ok := t.(*testing.B); ok {
-		log = slog.New(slog.DiscardHandler)
 	}
 	db, err := Open(cfg, log, prometheus.NewRegistry())
 	if err != nil {
