@@ -728,10 +728,11 @@ type fakeOp struct {
 type fakeCatalog struct {
 	changed chan struct{} // capacity 1
 
-	mu     sync.Mutex // guards ops, err, stats and health
+	mu     sync.Mutex // guards ops, err, stats, calls and health
 	ops    []fakeOp
 	err    error // returned (and the call not recorded) while set
 	stats  catalog.Stats
+	calls  int // Stats calls
 	health error
 }
 
@@ -801,6 +802,7 @@ func (f *fakeCatalog) reconcile(kind string, present []string, at time.Time) err
 func (f *fakeCatalog) Stats() catalog.Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	return f.stats
 }
 

@@ -132,35 +132,7 @@ func newFeedMetrics(cat Catalog, reg prometheus.Registerer) (*feedMetrics, error
 	if reg == nil {
 		return m, nil
 	}
-	writable := func() float64 {
-		if cat.Health() != nil {
-			return 0
-		}
-		return 1
-	}
-	cs := []prometheus.Collector{
-		m.repairs,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "hindsight_catalog_queued_records",
-			Help: "Catalog records waiting for the next write.",
-		}, func() float64 { return float64(cat.Stats().Queued) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "hindsight_catalog_write_transactions_total",
-			Help: "Write transactions committed to the catalog since the process started.",
-		}, func() float64 { return float64(cat.Stats().WriteTxs) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "hindsight_catalog_dropped_records_total",
-			Help: "Catalog records lost because a write failed while the queue was full; the next repair rewrites every object.",
-		}, func() float64 { return float64(cat.Stats().Dropped) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "hindsight_catalog_size_bytes",
-			Help: "Size of the catalog file.",
-		}, func() float64 { return float64(cat.Stats().Bytes) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "hindsight_catalog_writable",
-			Help: "1 while the catalog's writes succeed, 0 while they fail.",
-		}, writable),
-	}
+	cs := []prometheus.Collector{m.repairs, newStatsCollector(cat)}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, r := range cs[:i] {
@@ -170,4 +142,41 @@ func newFeedMetrics(cat Catalog, reg prometheus.Registerer) (*feedMetrics, error
 		}
 	}
 	return m, nil
+}
+
+// statsCollector exports the catalog's Stats and Health, read once per collection (Stats
+// stats the file).
+type statsCollector struct {
+	cat                                    Catalog
+	queued, writeTxs, dropped, size, write *prometheus.Desc
+}
+
+func newStatsCollector(cat Catalog) *statsCollector {
+	return &statsCollector{
+		cat:      cat,
+		queued:   prometheus.NewDesc("hindsight_catalog_queued_records", "Catalog records waiting for the next write.", nil, nil),
+		writeTxs: prometheus.NewDesc("hindsight_catalog_write_transactions_total", "Write transactions committed to the catalog since the process started.", nil, nil),
+		dropped:  prometheus.NewDesc("hindsight_catalog_dropped_records_total", "Catalog records lost because a write failed while the queue was full; the next repair rewrites every object.", nil, nil),
+		size:     prometheus.NewDesc("hindsight_catalog_size_bytes", "Size of the catalog file.", nil, nil),
+		write:    prometheus.NewDesc("hindsight_catalog_writable", "1 while the catalog's writes succeed, 0 while they fail.", nil, nil),
+	}
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.queued, c.writeTxs, c.dropped, c.size, c.write} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.cat.Stats()
+	writable := 1.0
+	if c.cat.Health() != nil {
+		writable = 0
+	}
+	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(st.Queued))
+	ch <- prometheus.MustNewConstMetric(c.writeTxs, prometheus.CounterValue, float64(st.WriteTxs))
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.write, prometheus.GaugeValue, writable)
 }

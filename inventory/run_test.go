@@ -204,6 +204,12 @@ hindsight_catalog_write_transactions_total 3
 		"hindsight_catalog_writable", "hindsight_catalog_write_transactions_total"); err != nil {
 		t.Error(err)
 	}
+	w.mu.Lock()
+	calls := w.calls
+	w.mu.Unlock()
+	if calls != 1 {
+		t.Errorf("one gathering read the catalog's Stats %d times, want once (Stats stats the file)", calls)
+	}
 	if _, err := newFeedMetrics(w, reg); err == nil {
 		t.Error("registering the catalog metrics twice succeeded")
 	}
