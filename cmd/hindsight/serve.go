@@ -67,6 +67,10 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("create kubernetes client: %w", err)
 	}
+	nodeSelector, err := labels.Parse(o.nodeSelector)
+	if err != nil {
+		return fmt.Errorf("parse --node-selector: %w", err) // validated already
+	}
 	reg := legacyregistry.Registerer()
 
 	st, err := openStorage(o, log, reg)
@@ -84,12 +88,12 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("create catalog feed: %w", err)
 	}
-	scr, stopKubelets, err := newScraper(o, restConfig, inf, st.db, log.With("component", "scraper"), reg)
+	scr, stopKubelets, err := newScraper(o, nodeSelector, restConfig, inf, st.db, log.With("component", "scraper"), reg)
 	if err != nil {
 		return err
 	}
 	defer stopKubelets()
-	srv, err := newServers(o, st, inf, scr, feed, log, reg)
+	srv, err := newServers(o, nodeSelector, st, inf, scr, feed, log, reg)
 	if err != nil {
 		return err
 	}
@@ -219,11 +223,7 @@ func stripManagedFields(obj any) (any, error) {
 
 // newScraper builds the kubelet client and the scrape loop; stop releases the client's
 // idle connections.
-func newScraper(o *options, rc *rest.Config, inf *informerSet, db *tsdb.DB, log *slog.Logger, reg prometheus.Registerer) (_ *scraper.Scraper, stop func(), err error) {
-	nodeSelector, err := labels.Parse(o.nodeSelector)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse --node-selector: %w", err) // validated already
-	}
+func newScraper(o *options, nodeSelector labels.Selector, rc *rest.Config, inf *informerSet, db *tsdb.DB, log *slog.Logger, reg prometheus.Registerer) (_ *scraper.Scraper, stop func(), err error) {
 	kc := o.kubeletConfig()
 	kubeletCredentials(&kc, rc, log)
 	kubelets, err := scraper.NewKubeletClient(kc, log)
@@ -241,11 +241,7 @@ func newScraper(o *options, rc *rest.Config, inf *informerSet, db *tsdb.DB, log 
 
 // newServers builds the metrics.k8s.io server with its health checks and mounts the
 // history API and the Prometheus-compatible API on it.
-func newServers(o *options, st *storage, inf *informerSet, scr *scraper.Scraper, feed *inventory.Feed, log *slog.Logger, reg prometheus.Registerer) (*apiserver.Server, error) {
-	nodeSelector, err := labels.Parse(o.nodeSelector)
-	if err != nil {
-		return nil, fmt.Errorf("parse --node-selector: %w", err) // validated already
-	}
+func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *informerSet, scr *scraper.Scraper, feed *inventory.Feed, log *slog.Logger, reg prometheus.Registerer) (*apiserver.Server, error) {
 	nodesSynced, podsSynced := inf.nodes.Informer().HasSynced, inf.pods.Informer().HasSynced
 	apiCfg := &apiserver.Config{
 		Source:       st.db,
