@@ -322,6 +322,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("node_cpu_usage_seconds_total 1 1.5\n# EOF\n"), "application/openmetrics-text; version=1.0.0")
 	f.Add([]byte(`container_cpu_usage_seconds_total{"container"="c",namespace="n",pod="p"} -0`+"\n"), "")
 	f.Add([]byte(`pod_cpu_usage_seconds_total{namespace="`+strings.Repeat("n", MaxNamespaceLen+1)+`",pod="p"} 1`+"\n"), "")
+	f.Add([]byte(fmt.Sprintf("node_cpu_usage_seconds_total 1 %d\nnode_memory_working_set_bytes 1 %d\n",
+		testScrapeTime.Add(3*time.Hour).UnixMilli(), testScrapeTime.UnixMilli())), kubeletContentType)
 	f.Add(genKubeletBody(MaxPodsPerNode+1, 1), kubeletContentType)
 	f.Add(genKubeletBody(1, MaxContainersPerPod+1), kubeletContentType)
 
@@ -398,6 +400,35 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(perPod) > MaxPodsPerNode {
 			t.Errorf("%d distinct pods, more than MaxPodsPerNode", len(perPod))
+		}
+		// The clock check: a scrape it accepts has no sample past ScrapeTime + bound, and one it
+		// refuses is off by more than the bound, with that offset reported.
+		res := 15 * time.Second
+		bound := tsdb.ClockSkewBound(res)
+		if err := tsdb.CheckClock(&ns, res); err != nil {
+			var skew *tsdb.ClockSkewError
+			if !errors.As(err, &skew) {
+				t.Fatalf("CheckClock: %v, not a ClockSkewError", err)
+			}
+			if skew.Offset.Abs() <= bound || skew.Bound != bound {
+				t.Errorf("CheckClock refused offset %v within bound %v (reported %v)", skew.Offset, bound, skew.Bound)
+			}
+		} else {
+			limit := ns.ScrapeTime.Add(bound)
+			late := func(what string, at time.Time) {
+				if at.After(limit) {
+					t.Errorf("CheckClock accepted %s at %v, past scrape time + %v", what, at, bound)
+				}
+			}
+			if ns.HasNode {
+				late("node", ns.NodeSample.Time)
+			}
+			for _, p := range ns.Pods {
+				late("pod "+p.Pod, p.Time)
+			}
+			for _, c := range ns.Containers {
+				late("container "+c.Container, c.Time)
+			}
 		}
 		// Round-trips through JSON: no NaN hid anywhere (encoding/json rejects it).
 		if _, err := json.Marshal(ns); err != nil {
