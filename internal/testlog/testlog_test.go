@@ -18,3 +18,13 @@ func TestNew(t *testing.T) {
 		t.Error("a benchmark's logger writes")
 	}
 }
+
+// A fuzz test's logger, made from its F and handed to the code under test, may log inside
+// the fuzz target (FuzzHandler's handler logs its errors there).
+func FuzzLogInsideTarget(f *testing.F) {
+	log := New(f)
+	f.Add("seed")
+	f.Fuzz(func(t *testing.T, s string) {
+		log.Info("inside the fuzz target", "s", s)
+	})
+}
