@@ -267,8 +267,9 @@ func auditedAccesses(path, user string) (map[access]bool, error) {
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	for sc.Scan() {
 		var ev struct {
-			Verb string `json:"verb"`
-			User struct {
+			Verb       string `json:"verb"`
+			RequestURI string `json:"requestURI"`
+			User       struct {
 				Username string `json:"username"`
 			} `json:"user"`
 			ObjectRef *struct {
@@ -288,6 +289,11 @@ func auditedAccesses(path, user string) (map[access]bool, error) {
 			res += "/" + ev.ObjectRef.Subresource
 		}
 		used[access{group: ev.ObjectRef.APIGroup, resource: res, verb: ev.Verb}] = true
+		if ev.Verb == "watch" && strings.Contains(ev.RequestURI, "sendInitialEvents=true") {
+			// A streaming list (client-go's WatchListClient): the informer's list, which a
+			// kube-apiserver without WatchList serves as a LIST, the fallback client-go takes.
+			used[access{group: ev.ObjectRef.APIGroup, resource: res, verb: "list"}] = true
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
