@@ -64,13 +64,15 @@ type KubeletConfig struct {
 	// InsecureTLS skips verification of the kubelet's serving certificate
 	// (--kubelet-insecure-tls). For tests only; the caller should warn when it is set. The
 	// bearer token (BearerToken, TokenFile) is then not sent: an unverified peer could be
-	// anyone, and could replay it.
+	// anyone, and could replay it. A client certificate is still presented: the peer learns
+	// the certificate, which it cannot use without the key.
 	InsecureTLS bool
 	// CAFile is a PEM bundle that verifies kubelet serving certificates
 	// (--kubelet-certificate-authority). Empty means the system roots.
 	CAFile string
 	// ClientCertFile and ClientKeyFile are a PEM client key pair presented to kubelets
-	// (--kubelet-client-certificate, --kubelet-client-key). Both or neither. client-go's
+	// (--kubelet-client-certificate, --kubelet-client-key). Both or neither. When they are
+	// set, no bearer token is sent (BearerToken and TokenFile are ignored). client-go's
 	// transport re-reads them (at most once a second) at every TLS handshake, so a rotated
 	// pair is used from the next new connection.
 	ClientCertFile, ClientKeyFile string
@@ -177,7 +179,8 @@ var _ Fetcher = (*KubeletClient)(nil)
 // NewKubeletClient validates cfg, loads its CA and credentials, and builds the transport.
 // The TLS configuration and the credential reloading are client-go's (transport.Config):
 // the client key pair is re-read at every handshake (at most once a second), the token
-// file every minute. With InsecureTLS, no bearer token is sent, and log warns once.
+// file every minute. No bearer token is sent with InsecureTLS (log warns once) nor beside a
+// client key pair (the certificate is preferred), and redirects are not followed.
 func NewKubeletClient(cfg KubeletConfig, log *slog.Logger) (*KubeletClient, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -197,8 +200,14 @@ func NewKubeletClient(cfg KubeletConfig, log *slog.Logger) (*KubeletClient, erro
 		BearerToken:     cfg.BearerToken,
 		BearerTokenFile: cfg.TokenFile,
 	}
-	if cfg.InsecureTLS && tc.HasTokenAuth() {
+	switch {
+	case cfg.InsecureTLS && tc.HasTokenAuth():
 		log.Warn("kubelet serving certificates are not verified (--kubelet-insecure-tls): the bearer token is not sent to kubelets")
+		tc.BearerToken, tc.BearerTokenFile = "", ""
+	case tc.HasCertAuth() && tc.HasTokenAuth():
+		// A bearer token can be replayed by whoever receives it, a client certificate
+		// cannot: with both, kubelets get only the certificate.
+		log.Info("kubelets are sent the client certificate; the bearer token is not sent to them")
 		tc.BearerToken, tc.BearerTokenFile = "", ""
 	}
 	tlsCfg, err := transport.TLSConfigFor(tc)
@@ -237,7 +246,9 @@ func NewKubeletClient(cfg KubeletConfig, log *slog.Logger) (*KubeletClient, erro
 		cfg: cfg,
 		client: &http.Client{
 			Transport: rt,
-			// A kubelet never redirects; following one could send the token elsewhere.
+			// A kubelet never redirects. Following one would send the token elsewhere: client-go's
+			// bearer round tripper sets Authorization on every request, so net/http's stripping
+			// of it on a redirect to another host would not help.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		transport: tr,

@@ -697,53 +697,6 @@ func TestFetchReloadsCredentials(t *testing.T) {
 	}
 }
 
-// TestFetchInsecureTLSWithholdsToken checks that the bearer token is sent only to kubelets
-// whose serving certificate is verified, and that leaving it out is warned about once.
-func TestFetchInsecureTLSWithholdsToken(t *testing.T) {
-	t.Parallel()
-	k := newClosingKubelet(t, nil)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte("from-file\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name       string
-		cfg        KubeletConfig
-		wantBearer string
-		wantWarn   int
-	}{
-		{name: "verified, token", cfg: KubeletConfig{CAFile: k.caFile, BearerToken: "s3cret"}, wantBearer: "Bearer s3cret"},
-		{name: "verified, token file", cfg: KubeletConfig{CAFile: k.caFile, TokenFile: tokenFile}, wantBearer: "Bearer from-file"},
-		{name: "insecure, token", cfg: KubeletConfig{InsecureTLS: true, BearerToken: "s3cret"}, wantWarn: 1},
-		{name: "insecure, token file", cfg: KubeletConfig{InsecureTLS: true, TokenFile: tokenFile}, wantWarn: 1},
-		{name: "insecure, no token", cfg: KubeletConfig{InsecureTLS: true}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			// Not parallel: k records the last request.
-			var warns atomic.Int32
-			log := slog.New(countWarnings{testlog.New(t).Handler(), &warns})
-			tc.cfg.PreferredAddressTypes, tc.cfg.UseNodeStatusPort = []corev1.NodeAddressType{corev1.NodeInternalIP}, true
-			kc, err := NewKubeletClient(tc.cfg, log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(kc.Close)
-			for range 2 {
-				if _, err := kc.Fetch(t.Context(), kwokNode("n", k.port, "")); err != nil {
-					t.Fatal(err)
-				}
-				if _, bearer := k.last(); bearer != tc.wantBearer {
-					t.Errorf("kubelet saw Authorization %q, want %q", bearer, tc.wantBearer)
-				}
-			}
-			if got := int(warns.Load()); got != tc.wantWarn {
-				t.Errorf("%d warnings, want %d", got, tc.wantWarn)
-			}
-		})
-	}
-}
-
 // countWarnings counts the records at Warn and above that pass through it.
 type countWarnings struct {
 	slog.Handler

@@ -100,20 +100,19 @@ func (c *Cluster) WaitAPIServiceAvailable(ctx context.Context, name string, time
 	})
 }
 
-// GrantMetricsServerRBAC gives user what a metrics server needs: read nodes, pods and
-// nodes/metrics (and the workloads Hindsight's catalog resolves owners through), delegate
-// authentication and authorization, and read the extension-apiserver-authentication
-// ConfigMap. It also creates the aggregated role that lets view/edit/admin read metrics.
+// GrantMetricsServerRBAC gives user what metrics-server v0.9.0's own manifest
+// (components.yaml) gives it: read nodes, pods and nodes/metrics, delegate authentication
+// and authorization, and read the extension-apiserver-authentication ConfigMap. It also
+// creates the aggregated role that lets view/edit/admin read metrics. Hindsight's rights
+// are not these but HindsightRBACManifest's (GrantHindsightRBAC).
 func (c *Cluster) GrantMetricsServerRBAC(ctx context.Context, user string) error {
 	role := "metrics-reader:" + user
 	objs := []any{
 		&rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: role},
 			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{""}, Resources: []string{"nodes/metrics", "nodes/stats"}, Verbs: []string{"get"}},
-				{APIGroups: []string{""}, Resources: []string{"pods", "nodes", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
-				{APIGroups: []string{"apps"}, Resources: []string{"replicasets", "deployments", "statefulsets", "daemonsets"}, Verbs: []string{"get", "list", "watch"}},
-				{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{""}, Resources: []string{"nodes/metrics"}, Verbs: []string{"get"}},
+				{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"get", "list", "watch"}},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{

@@ -37,6 +37,9 @@ type Options struct {
 	// HPADownscaleStabilization is --horizontal-pod-autoscaler-downscale-stabilization.
 	// Zero means 30s.
 	HPADownscaleStabilization time.Duration
+	// AuditPolicy, when set, is a kube-apiserver audit policy (YAML): the kube-apiserver
+	// then writes audit events as JSON lines to AuditLogPath.
+	AuditPolicy string
 }
 
 // Cluster is a running local control plane: etcd, kube-apiserver, kube-controller-manager
@@ -106,7 +109,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.startEtcd(ctx, etcdClient, etcdPeer); err != nil {
 		return nil, err
 	}
-	if err := c.startAPIServer(ctx, apiPort, etcdClient); err != nil {
+	if err := c.startAPIServer(ctx, apiPort, etcdClient, opts.AuditPolicy); err != nil {
 		return nil, err
 	}
 	if err := c.startControllerManager(ctx, kcmPort, opts); err != nil {
@@ -229,6 +232,11 @@ func (c *Cluster) writeKubeconfigs() error {
 	return nil
 }
 
+// startWith starts a server with args, then extra.
+func (c *Cluster) startWith(extra []string, name, bin string, args ...string) (*Process, error) {
+	return c.start(name, bin, append(args, extra...)...)
+}
+
 func (c *Cluster) start(name, bin string, args ...string) (*Process, error) {
 	p, err := startProcess(name, c.Dir, bin, args...)
 	if err != nil {
@@ -259,10 +267,30 @@ func (c *Cluster) startEtcd(ctx context.Context, clientPort, peerPort int) error
 	return nil
 }
 
-func (c *Cluster) startAPIServer(ctx context.Context, port, etcdPort int) error {
+// AuditLogPath is where the kube-apiserver writes audit events when Options.AuditPolicy is set.
+func (c *Cluster) AuditLogPath() string { return filepath.Join(c.Dir, "logs", "audit.log") }
+
+// auditFlags writes policy to the cluster dir and returns the kube-apiserver flags that use
+// it; none for an empty policy.
+func (c *Cluster) auditFlags(policy string) ([]string, error) {
+	if policy == "" {
+		return nil, nil
+	}
+	path := filepath.Join(c.Dir, "audit-policy.yaml")
+	if err := os.WriteFile(path, []byte(policy), 0o644); err != nil {
+		return nil, fmt.Errorf("write audit policy: %w", err)
+	}
+	return []string{"--audit-policy-file=" + path, "--audit-log-path=" + c.AuditLogPath(), "--audit-log-format=json"}, nil
+}
+
+func (c *Cluster) startAPIServer(ctx context.Context, port, etcdPort int, auditPolicy string) error {
 	s := time.Now()
 	pki := c.PKI.Path
-	p, err := c.start("kube-apiserver", c.Tools.KubeAPIServer,
+	audit, err := c.auditFlags(auditPolicy)
+	if err != nil {
+		return err
+	}
+	p, err := c.startWith(audit, "kube-apiserver", c.Tools.KubeAPIServer,
 		"--bind-address=127.0.0.1", "--secure-port="+itoa(port), "--advertise-address=127.0.0.1",
 		"--endpoint-reconciler-type=none", // loopback endpoints are rejected; see docs/local-cluster.md
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", etcdPort),

@@ -52,9 +52,10 @@ type HindsightOptions struct {
 	ExtraArgs []string
 }
 
-// StartHindsight starts Hindsight as user system:hindsight with the same RBAC and flags a
-// cluster gives metrics-server: delegated authentication and authorization through the
-// kube-apiserver, kubelet TLS verified against the cluster CA.
+// StartHindsight starts Hindsight as user system:hindsight with the RBAC of
+// HindsightRBACManifest (bound to that user) and the flags a cluster gives metrics-server:
+// delegated authentication and authorization through the kube-apiserver, kubelet TLS
+// verified against the cluster CA, the kubeconfig's client certificate presented to kubelets.
 func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hindsight, error) {
 	if o.Resolution == 0 {
 		o.Resolution = 10 * time.Second
@@ -69,7 +70,7 @@ func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hind
 		}
 	}
 	const user = "system:hindsight"
-	if err := c.GrantMetricsServerRBAC(ctx, user); err != nil {
+	if err := c.GrantHindsightRBAC(ctx, user); err != nil {
 		return nil, err
 	}
 	kc := filepath.Join(c.Dir, "kubeconfig", "hindsight.conf")
@@ -125,12 +126,28 @@ func (c *Cluster) RestartHindsight(ctx context.Context, h *Hindsight) error {
 	return c.runHindsight(ctx, h)
 }
 
-func (c *Cluster) runHindsight(ctx context.Context, h *Hindsight) error {
+// LaunchHindsight starts a stopped or killed Hindsight again with the same arguments and
+// storage, without waiting for it to answer: for a test of a Hindsight that cannot get
+// live (its rights taken away).
+func (c *Cluster) LaunchHindsight(h *Hindsight) error {
+	if h.Process != nil {
+		if done, _ := h.Exited(); !done {
+			return fmt.Errorf("hindsight (pid %d) is still running", h.PID())
+		}
+	}
 	p, err := c.start("hindsight", h.bin, h.Args...)
 	if err != nil {
 		return err
 	}
 	h.Process = p
+	return nil
+}
+
+func (c *Cluster) runHindsight(ctx context.Context, h *Hindsight) error {
+	if err := c.LaunchHindsight(h); err != nil {
+		return err
+	}
+	p := h.Process
 	url := fmt.Sprintf("https://127.0.0.1:%d/livez", h.Port)
 	if err := waitReady(ctx, p, 60*time.Second, "hindsight /livez", httpOK(insecureHTTP, url)); err != nil {
 		return err
