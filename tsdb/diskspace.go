@@ -54,7 +54,9 @@ import (
 //
 // compactionSpace is the head as a block (series × its span / resolution samples ×
 // DiskBytesPerSample) plus the persisted blocks of the newest MaxBlockDuration, which is
-// the most a compaction can merge at once.
+// the most a compaction can merge at once, plus chunks.DefaultChunkSegmentSize (512 MiB):
+// the block writer preallocates each chunk segment file to that size (fallocate) and
+// truncates it when done, so a compaction fails on a volume with less free than that.
 //
 // The check is a statfs call per round (microseconds). A file system that statfs cannot
 // read (or a platform without it) never pauses appends; the error is logged once.
@@ -130,14 +132,15 @@ func (db *DB) checkSpace() spaceState {
 	return s
 }
 
-// compactionSpace estimates the bytes the largest compaction could write: the head as a
-// block, plus the persisted blocks of the newest MaxBlockDuration.
+// compactionSpace estimates the bytes the largest compaction could write: a preallocated
+// chunk segment file, the head as a block, plus the persisted blocks of the newest
+// MaxBlockDuration.
 func (db *DB) compactionSpace() uint64 {
 	h := db.tsdb.Head()
-	var n uint64
+	n := uint64(chunks.DefaultChunkSegmentSize)
 	if span := h.MaxTime() - h.MinTime(); h.NumSeries() > 0 && span >= 0 {
 		samples := uint64(span/db.cfg.Resolution.Milliseconds()) + 1
-		n = h.NumSeries() * samples * DiskBytesPerSample
+		n += h.NumSeries() * samples * DiskBytesPerSample
 	}
 	blocks := db.tsdb.Blocks()
 	if len(blocks) == 0 {

@@ -99,3 +99,55 @@ func TestFullTmpfs(t *testing.T) {
 	t.Logf("reserve %d; free with space %d, full %d, after Close %d; reopened on the full volume in %s",
 		reserve, free0, freeFull, freeClosed, openTook.Round(time.Millisecond))
 }
+
+// TestOwnGrowthStopsAtReserve lets the real TSDB fill a small real tmpfs by itself, with
+// the TSDB's minutely head chunk write and its compactions forced every 10 simulated
+// minutes (a chunk cut per series each time, with a 10-minute block range): appends stop
+// at the reserve and nothing crashes. Without the check the volume fills to its last byte
+// and the head chunk write panics ("preallocate: no space left on device").
+func TestOwnGrowthStopsAtReserve(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	db, err := Open(Config{Dir: dir, Resolution: 15 * time.Second, BlockDuration: 10 * time.Minute}, slogt(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	b := genBatch(4, 30, 2)
+	pausedRounds, rounds := 0, 0
+	minFree := uint64(1 << 62)
+	for ; rounds < 20000 && pausedRounds < 100; rounds++ {
+		err := db.Write(ctx, b)
+		switch {
+		case errors.Is(err, ErrLowDiskSpace):
+			pausedRounds++
+		case err != nil:
+			t.Logf("round %d: %v", rounds, err)
+		}
+		if rounds%40 == 39 {
+			db.tsdb.ForceHeadMMap()
+			if !db.space.compactionsOff { // the TSDB's loop compacts only while enabled
+				if err := db.tsdb.Compact(ctx); err != nil {
+					t.Logf("round %d: compact: %v", rounds, err)
+				}
+			}
+		}
+		if free, err := statfsFree(dir); err == nil {
+			minFree = min(minFree, free)
+		}
+		advance(&b, 15*time.Second)
+	}
+	if pausedRounds == 0 {
+		t.Fatalf("%d rounds written and never paused", rounds)
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	t.Logf("%d rounds (%d paused), least free %d bytes, reserve %d", rounds, pausedRounds, minFree, diskReserve(int(db.tsdb.Head().NumSeries())))
+}

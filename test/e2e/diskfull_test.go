@@ -39,7 +39,10 @@ func TestDiskFull(t *testing.T) {
 	createFleet(ctx, t, c, smokePods)
 
 	dir := filepath.Join(c.Dir, "data", "small-volume")
-	mountTmpfs(t, dir, "128m")
+	// 1 GiB: a compaction needs 512 MiB free (the block writer preallocates its chunk
+	// file), so that the head compacts while there is space. tmpfs takes memory only for
+	// what is written; the filler writes about 1 GiB of it.
+	mountTmpfs(t, dir, "1g")
 
 	const resolution = 10 * time.Second
 	// A minute's block range: the head cuts a chunk per series every minute, the TSDB's
