@@ -61,6 +61,11 @@ type Config struct {
 	// fresh-container rule depends on it, and the in-memory state of a node absent from
 	// every Write for more than 10 resolutions is forgotten. 0 means DefaultResolution (15s).
 	Resolution time.Duration
+	// BlockDuration is the TSDB's block range: the span of a head chunk at most, and of the
+	// blocks a head compaction writes. 0 means Prometheus' default (2h). Only tests change
+	// it (the hidden flag --storage-block-duration), so that head chunk writes and head
+	// compactions come within minutes; history is unchanged.
+	BlockDuration time.Duration
 }
 
 // Validate reports every problem with c.
@@ -77,6 +82,9 @@ func (c Config) Validate() error {
 	}
 	if c.Resolution < 0 {
 		errs = append(errs, fmt.Errorf("resolution: must not be negative, got %s", c.Resolution))
+	}
+	if c.BlockDuration < 0 {
+		errs = append(errs, fmt.Errorf("block duration: must not be negative, got %s", c.BlockDuration))
 	}
 	if c.ExpectedSeries < 0 {
 		errs = append(errs, fmt.Errorf("expected series: must not be negative, got %d", c.ExpectedSeries))
@@ -138,6 +146,10 @@ func (c Config) promOptions() *promtsdb.Options {
 	// retention in 360 blocks. min(31d, retention/10) keeps retention's granularity at a
 	// tenth of it; the TSDB raises it to MinBlockDuration for short retentions.
 	o.MaxBlockDuration = min(maxBlockDuration, c.Retention/10).Milliseconds()
+	if c.BlockDuration > 0 {
+		o.MinBlockDuration = c.BlockDuration.Milliseconds()
+		o.MaxBlockDuration = max(o.MaxBlockDuration, o.MinBlockDuration)
+	}
 	// A snapshot of the head on Close makes a restart replay ~5x faster.
 	o.EnableMemorySnapshotOnShutdown = true
 	return o

@@ -33,6 +33,9 @@ type DB struct {
 	m          *metrics
 	// now is the wall clock; tests replace it.
 	now func() time.Time
+	// freeBytes returns the free bytes of a directory's file system (statfsFree; tests
+	// replace it).
+	freeBytes func(dir string) (uint64, error)
 	// health is the outcome of the last commit (StorageHealth).
 	health storageHealth
 	// queries counts the open history queriers and cancels them; Close ends and waits for
@@ -43,6 +46,7 @@ type DB struct {
 	writeMu sync.Mutex
 	app     *appender
 	closed  bool
+	space   spaceGate
 
 	// mu guards idx. Write holds it only while it updates the index.
 	mu  sync.RWMutex
@@ -58,8 +62,15 @@ type DB struct {
 // another open DB holds it, Open fails at once, without waiting and without touching the
 // TSDB, with an error that wraps ErrLocked and names the lock file and the holder's PID,
 // host and start time. A WAL damaged by a crash (a torn last record) is repaired: the
-// TSDB logs a warning and keeps the samples before the damage.
-func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err error) {
+// TSDB logs a warning and keeps the samples before the damage. When the free disk space
+// is below the reserve (diskspace.go), the DB opens with appends and compactions paused
+// and StorageHealth says so; the restored window is served.
+func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) {
+	return open(cfg, log, reg, statfsFree)
+}
+
+// open is Open with the free space function.
+func open(cfg Config, log *slog.Logger, reg prometheus.Registerer, freeBytes func(string) (uint64, error)) (_ *DB, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
 	}
@@ -100,17 +111,22 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err e
 		appendable: pdb,
 		m:          m,
 		now:        time.Now,
+		freeBytes:  freeBytes,
 		app:        newAppender(),
 		idx:        newIndex(log, cfg.Resolution),
 		queries:    newQueryGate(),
 	}
+	// Before the TSDB's first compaction, which its loop starts a minute after Open.
+	space := db.checkSpace()
+	db.recordSpace(space, false)
 	if err := db.restore(context.Background(), db.now()); err != nil {
 		// The history is intact; only the first two scrapes will not be served.
 		log.Warn("Could not restore the current window from the TSDB", "err", err)
 	}
 	m.setPoints(db.idx)
 	log.Info("Opened storage", "dir", cfg.Dir, "retention", cfg.Retention, "retentionSize", cfg.RetentionSize,
-		"resolution", cfg.Resolution, "restoredNodes", db.idx.nodePoints, "restoredContainers", db.idx.containerPoints)
+		"resolution", cfg.Resolution, "restoredNodes", db.idx.nodePoints, "restoredContainers", db.idx.containerPoints,
+		"freeBytes", space.free, "reserveBytes", space.reserve)
 	return db, nil
 }
 
@@ -126,7 +142,9 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err e
 // that is older than the series' last one is skipped and counted; the others are still
 // committed. Write returns an error when samples failed for another reason or the commit
 // failed (a full disk); the index is updated either way, so the current window keeps
-// being served.
+// being served. While the free disk space is below the reserve (diskspace.go), nothing is
+// appended: the samples are counted in hindsight_storage_dropped_samples_total
+// {reason="low_disk_space"} and Write returns an error that wraps ErrLowDiskSpace.
 func (db *DB) Write(ctx context.Context, b Batch) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write: %w", err)
@@ -145,6 +163,13 @@ func (db *DB) Write(ctx context.Context, b Batch) error {
 	db.m.setPoints(db.idx)
 	db.mu.Unlock()
 
+	space := db.checkSpace()
+	db.recordSpace(space, true)
+	if space.low() {
+		db.m.dropped[dropLowSpace].Add(float64(b.Len()))
+		return fmt.Errorf("write: %d samples not stored: %s has %d bytes free, below the reserve of %d: %w",
+			b.Len(), db.cfg.tsdbDir(), space.free, space.reserve, ErrLowDiskSpace)
+	}
 	err := db.app.appendBatch(ctx, db.appendable.AppenderV2(ctx), &b)
 	for reason, n := range db.app.skipped {
 		db.m.skipped[reason].Add(float64(n))
@@ -157,6 +182,7 @@ func (db *DB) Write(ctx context.Context, b Batch) error {
 		db.recordRound(db.app.roundLoss())
 	case db.app.commitErr != nil:
 		db.m.appendErrors.WithLabelValues("commit").Inc()
+		db.m.dropped[dropCommitFailed].Add(float64(db.app.appended))
 		db.recordCommit(db.app.commitErr)
 	}
 	return err
@@ -270,11 +296,23 @@ type metrics struct {
 	appendErrors  *prometheus.CounterVec
 	writeDuration prometheus.Histogram
 	writable      prometheus.Gauge
+	droppedVec    *prometheus.CounterVec
+	freeBytes     prometheus.Gauge
+	reserveBytes  prometheus.Gauge
 
 	// Pre-resolved children, so counting does not look labels up.
 	rejectedBy map[string]prometheus.Counter
 	skipped    map[string]prometheus.Counter
+	dropped    map[string]prometheus.Counter
 }
+
+// Reasons for hindsight_storage_dropped_samples_total.
+const (
+	dropLowSpace     = "low_disk_space" // appends paused: free space below the reserve
+	dropCommitFailed = "commit_failed"  // the round's commit failed (a WAL write error)
+)
+
+var dropReasons = []string{dropLowSpace, dropCommitFailed}
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -307,7 +345,20 @@ func newMetrics() *metrics {
 			Name: "hindsight_storage_writable",
 			Help: "1 when the storage keeps history, 0 when it does not: the last commit to the TSDB failed, or the TSDB refused more than 1% of each of the last 3 rounds' samples for their time. The current window is still served.",
 		}),
+		droppedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hindsight_storage_dropped_samples_total",
+			Help: "Samples of scrape rounds not stored in the TSDB, by reason: low_disk_space (appends paused while the free disk space is below the reserve), commit_failed (the round's commit failed). The current window is still served.",
+		}, []string{"reason"}),
+		freeBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hindsight_storage_free_bytes",
+			Help: "Free bytes of the TSDB's file system (available to unprivileged users) at the last check, once per round.",
+		}),
+		reserveBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hindsight_storage_reserve_bytes",
+			Help: "Free bytes the TSDB needs to write what it must; appends pause while hindsight_storage_free_bytes is below it.",
+		}),
 		rejectedBy: make(map[string]prometheus.Counter, len(rejectReasons)),
+		dropped:    make(map[string]prometheus.Counter, len(dropReasons)),
 		skipped:    make(map[string]prometheus.Counter, len(skipReasons)),
 	}
 	m.points.WithLabelValues("node")
@@ -318,6 +369,9 @@ func newMetrics() *metrics {
 	for _, r := range skipReasons {
 		m.skipped[r] = m.skippedVec.WithLabelValues(r)
 	}
+	for _, r := range dropReasons {
+		m.dropped[r] = m.droppedVec.WithLabelValues(r)
+	}
 	m.appendErrors.WithLabelValues("append")
 	m.appendErrors.WithLabelValues("commit")
 	m.writable.Set(1)
@@ -325,7 +379,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration, m.writable}
+	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration, m.writable, m.droppedVec, m.freeBytes, m.reserveBytes}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

@@ -48,6 +48,14 @@
 // 0 meanwhile; one warning is logged when commits start failing and one line when they
 // succeed again, which the next Write tries by itself.
 //
+// Before that happens, Write checks the free space of the file system (statfs) each round:
+// below the reserve (diskspace.go: 7.1 MiB plus 4 KiB per series), it appends nothing,
+// counts the round's samples in hindsight_storage_dropped_samples_total
+// {reason="low_disk_space"} and reports ErrLowDiskSpace in StorageHealth, so that the
+// TSDB never fails the head chunk write it would panic on; compactions are off while a
+// compaction's estimated size does not fit above the reserve. Both resume by themselves,
+// and Open starts paused on a disk still short of space.
+//
 // # Kubelet clocks
 //
 // A node scrape whose newest sample time is more than ClockSkewBound (max(2 × resolution,

@@ -55,6 +55,32 @@ type storageHealth struct {
 	lossyRounds int
 	lossSince   time.Time
 	loss        roundLoss
+
+	// low is set while appends are paused for disk space (diskspace.go).
+	low *lowSpaceError
+}
+
+// spaceChecked records a free space check at now: s.low() means appends are paused, and
+// that the round, when round is set (not at Open), is not stored. It reports whether appends were paused before and, if so, since when and for
+// how many rounds.
+func (h *storageHealth) spaceChecked(s spaceState, round bool, now time.Time, dir string) (was bool, since time.Time, rounds int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.low != nil {
+		was, since, rounds = true, h.low.since, h.low.rounds
+	}
+	if !s.low() {
+		h.low = nil
+		return was, since, rounds
+	}
+	if h.low == nil {
+		h.low = &lowSpaceError{dir: dir, since: now}
+	}
+	if round {
+		h.low.rounds++
+	}
+	h.low.free, h.low.reserve = s.free, s.reserve
+	return was, since, rounds
 }
 
 // roundRecorded records a committed round written at now and its loss. It reports whether
@@ -104,6 +130,9 @@ func (h *storageHealth) state() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
+	case h.low != nil:
+		e := *h.low
+		return &e
 	case h.err != nil:
 		return &unwritableError{since: h.since, failures: h.failures, err: h.err}
 	case h.lossyRounds >= lossyRounds:
@@ -142,7 +171,9 @@ func (e *unwritableError) Unwrap() error { return e.err }
 // StorageHealth returns nil when the storage keeps history. When the last commit to the
 // TSDB failed, it returns an error that says since when commits fail, how many did, and the
 // last one's reason (errors.Is finds it, such as syscall.ENOSPC); the next successful
-// Write makes it nil again. When the TSDB refused more than 1 % of each of the last three
+// Write makes it nil again. While appends are paused because the free disk space is below
+// the reserve (diskspace.go), it returns an error that wraps ErrLowDiskSpace with the free
+// bytes and the reserve, until a round finds the reserve free again. When the TSDB refused more than 1 % of each of the last three
 // rounds' samples as out of bounds or out of order, it returns an error with the last
 // round's counts; the next round below 1 % makes it nil again. It never waits for a Write
 // in progress.

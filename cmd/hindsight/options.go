@@ -47,6 +47,8 @@ type options struct {
 	storagePath   string
 	retention     time.Duration
 	retentionSize string
+	// blockDuration is the hidden, test-only --storage-block-duration (tsdb.Config.BlockDuration).
+	blockDuration time.Duration
 
 	historyMaxPoints    int
 	historyMaxSeries    int
@@ -104,6 +106,8 @@ func (o *options) flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.storagePath, "storage-path", o.storagePath, "Directory that holds every sample (Prometheus TSDB) and the object catalog; mount a PersistentVolume here.")
 	fs.DurationVar(&o.retention, "retention", o.retention, "How long samples are kept.")
 	fs.StringVar(&o.retentionSize, "retention-size", o.retentionSize, "Largest size of the stored samples (blocks, WAL and head chunks), as a quantity (e.g. 8Gi); the oldest are deleted first. 0 means no size limit. Set it below the volume's size: a full volume loses history (the current window is still served).")
+	fs.DurationVar(&o.blockDuration, "storage-block-duration", o.blockDuration, "Test only: the TSDB's block range (0: Prometheus' 2h), so that head chunk writes and head compactions come within minutes.")
+	_ = fs.MarkHidden("storage-block-duration")
 
 	fs = nfs.FlagSet("history")
 	fs.IntVar(&o.historyMaxPoints, "history-max-points", o.historyMaxPoints, "Most steps in one series of a /history/v1 range query; more is refused with 422, naming the smallest step that fits. (/prometheus/api/v1 keeps Prometheus' own limit, 11,000.)")
@@ -208,7 +212,7 @@ func (o *options) kubeletConfig() scraper.KubeletConfig {
 
 func (o *options) storageConfig() tsdb.Config {
 	size, _ := parseBytes("", o.retentionSize) // validated
-	return tsdb.Config{Dir: o.storagePath, Retention: o.retention, RetentionSize: size, Resolution: o.resolution}
+	return tsdb.Config{Dir: o.storagePath, Retention: o.retention, RetentionSize: size, Resolution: o.resolution, BlockDuration: o.blockDuration}
 }
 
 func parseBytes(flag, s string) (int64, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,26 +21,47 @@ import (
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 )
 
-// TestDiskFull runs Hindsight on a small tmpfs and fills it. The current window must go on
-// being served from memory, the storage must be reported unwritable with the reason, writes
-// must resume by themselves once space returns, and the store must open cleanly afterwards.
+// TestDiskFull runs Hindsight on a small tmpfs with a one-minute block range, so that
+// head chunks are written and the head is compacted every minute, and fills the volume to
+// just below Hindsight's reserve. Appends must pause (counted, reported by the storage
+// health), the current window must go on being served from memory, and Hindsight must not
+// crash while the disk stays full across head chunk writes and the time of a head
+// compaction, nor when it restarts while the disk is still full: it starts, serves at once,
+// and kubectl top and an HPA keep working. Once space returns, appends and compactions
+// resume by themselves and the store holds the samples written after.
 func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root (CI and the project's machines run as root)")
 	}
 	c := cluster.New(t, cluster.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	createFleet(ctx, t, c, smokePods)
 
 	dir := filepath.Join(c.Dir, "data", "small-volume")
-	mountTmpfs(t, dir, "128m")
+	// 1 GiB: a compaction needs 512 MiB free (the block writer preallocates its chunk
+	// file), so that the head compacts while there is space. tmpfs takes memory only for
+	// what is written; the filler writes about 1 GiB of it.
+	mountTmpfs(t, dir, "1g")
 
 	const resolution = 10 * time.Second
-	h, hc := startHindsight(ctx, t, c, cluster.HindsightOptions{Resolution: resolution, StorageDir: dir}, 0)
+	// A minute's block range: the head cuts a chunk per series every minute, the TSDB's
+	// minutely pass writes them to chunks_head/, and the head is compacted into a block
+	// once it spans 1.5 minutes.
+	opts := cluster.HindsightOptions{Resolution: resolution, StorageDir: dir, Register: true,
+		ExtraArgs: []string{"--storage-block-duration=1m"}}
+	h, hc := startHindsight(ctx, t, c, opts, 0)
 	admin, err := adminHTTP(c)
 	if err != nil {
 		t.Fatal(err)
+	}
+	metric := func(name string) float64 {
+		t.Helper()
+		v, err := gauge(ctx, admin, h.Port, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
 	writable := func(want float64) func(context.Context) (bool, error) {
 		return func(ctx context.Context) (bool, error) {
@@ -49,36 +69,92 @@ func TestDiskFull(t *testing.T) {
 			return err == nil && v == want, err
 		}
 	}
-	if err := cluster.Poll(ctx, time.Minute, time.Second, "storage writable", writable(1)); err != nil {
+	alive := func(when string) {
+		t.Helper()
+		if done, err := h.Exited(); done {
+			t.Fatalf("Hindsight exited %s: %v\n%s", when, err, h.Tail(8192))
+		}
+	}
+	tsdbDir := filepath.Join(dir, "tsdb")
+	if err := cluster.Poll(ctx, 4*time.Minute, time.Second, "a head compaction with space", func(context.Context) (bool, error) {
+		return countBlocks(tsdbDir) > 0, nil
+	}); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("with space: %d blocks, %d head chunk files, %.0f bytes free, reserve %.0f bytes",
+		countBlocks(tsdbDir), countFiles(filepath.Join(tsdbDir, "chunks_head")), metric("hindsight_storage_free_bytes"), metric("hindsight_storage_reserve_bytes"))
 
+	// Fill the volume to 1 MiB below the reserve, as Hindsight's own growth would.
+	reserve := uint64(metric("hindsight_storage_reserve_bytes"))
 	filler := filepath.Join(dir, "filler")
-	if err := fill(filler); err != nil {
+	if err := fillTo(filler, dir, reserve-1<<20); err != nil {
 		t.Fatal(err)
 	}
 	filledAt := time.Now()
-	// The WAL's last page in memory and on tmpfs still takes a few small commits, so the
-	// first ENOSPC comes when a commit needs a new page: with this tiny fleet, within
-	// minutes rather than seconds.
-	if err := cluster.Poll(ctx, 5*time.Minute, time.Second, "storage reported unwritable", writable(0)); err != nil {
+	if err := cluster.Poll(ctx, 3*resolution, time.Second, "appends paused", writable(0)); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("storage reported unwritable %s after the volume filled up", time.Since(filledAt).Round(100*time.Millisecond))
+	t.Logf("appends paused %s after the volume filled up: %.0f bytes free", time.Since(filledAt).Round(100*time.Millisecond), metric("hindsight_storage_free_bytes"))
 	code, body, err := get(ctx, admin, h.Port, "/readyz/storage-writable")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code != http.StatusInternalServerError || !strings.Contains(body, "no space left on device") {
-		t.Errorf("GET /readyz/storage-writable: %d %q, want 500 naming ENOSPC", code, body)
+	if code != http.StatusInternalServerError || !strings.Contains(body, "below the reserve") {
+		t.Errorf("GET /readyz/storage-writable: %d %q, want 500 naming the reserve", code, body)
 	}
 	if code, body, err := get(ctx, admin, h.Port, "/readyz"); err != nil || code != http.StatusOK {
 		t.Errorf("GET /readyz with a full disk: %d %q %v; want 200, the window is still served", code, body, err)
 	}
+	blocksFull := countBlocks(tsdbDir)
 
-	// The window keeps moving: a newer timestamp than before the disk filled.
-	if err := cluster.Poll(ctx, 3*resolution, time.Second, "a window newer than the full disk", newerWindow(hc, filledAt)); err != nil {
+	// Stay full for 2.5 minutes: two passes of head chunk writes and the time of a head
+	// compaction. The window keeps moving all along.
+	for end := time.Now().Add(150 * time.Second); time.Now().Before(end); {
+		since := time.Now()
+		if err := cluster.Poll(ctx, 3*resolution, time.Second, "a window newer than the last check", newerWindow(hc, since)); err != nil {
+			t.Fatal(err)
+		}
+		alive("while the disk is full")
+	}
+	free := metric("hindsight_storage_free_bytes")
+	dropped := counter(ctx, t, admin, h.Port, "hindsight_storage_dropped_samples_total", `reason="low_disk_space"`)
+	t.Logf("after %s full: alive, %.0f bytes free, %.0f samples not stored, %d blocks (%d when the disk filled)",
+		time.Since(filledAt).Round(time.Second), free, dropped, countBlocks(tsdbDir), blocksFull)
+	if dropped == 0 {
+		t.Error("no samples counted as not stored while the disk was full")
+	}
+	if free >= float64(reserve) {
+		t.Errorf("%.0f bytes free, not below the reserve %d: the test did not keep the disk full", free, reserve)
+	}
+	if n := countBlocks(tsdbDir); n > blocksFull {
+		t.Errorf("%d blocks after the disk filled, %d before: a compaction ran on a full disk", n, blocksFull)
+	}
+
+	// Restart while the disk is still full.
+	if err := h.Stop(30 * time.Second); err != nil {
+		t.Fatalf("stop while full: %v\n%s", err, h.Tail(8192))
+	}
+	restartAt := time.Now()
+	h, hc = startHindsight(ctx, t, c, opts, 0)
+	t.Logf("restarted while full: every pod served %s after the start", time.Since(restartAt).Round(100*time.Millisecond))
+	if err := cluster.Poll(ctx, 3*resolution, time.Second, "appends paused after the restart", writable(0)); err != nil {
 		t.Fatal(err)
+	}
+	t.Logf("after the restart: %.0f bytes free", metric("hindsight_storage_free_bytes"))
+	out, err := c.Kubectl(ctx, "top", "nodes", "--no-headers")
+	if err != nil {
+		t.Fatalf("kubectl top nodes while full: %v", err)
+	}
+	t.Logf("kubectl top nodes while full:\n%s", out)
+	if out, err := c.Kubectl(ctx, "top", "pods", "-A", "--no-headers"); err != nil || len(strings.TrimSpace(out)) == 0 {
+		t.Fatalf("kubectl top pods while full: %v %q", err, out)
+	}
+	testHPA(ctx, t, c)
+	alive("after the HPA test on a full disk")
+	t.Logf("after the HPA test: %.0f bytes free, %.0f samples not stored since the restart", metric("hindsight_storage_free_bytes"),
+		counter(ctx, t, admin, h.Port, "hindsight_storage_dropped_samples_total", `reason="low_disk_space"`))
+	if n := countBlocks(tsdbDir); n > blocksFull {
+		t.Errorf("%d blocks after the HPA test on a full disk, %d before: a compaction ran on a full disk", n, blocksFull)
 	}
 
 	if err := os.Remove(filler); err != nil {
@@ -89,19 +165,93 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("writes resumed %s after space returned", time.Since(freedAt).Round(100*time.Millisecond))
-	wait(ctx, t, 2*resolution)
+	if err := cluster.Poll(ctx, 4*time.Minute, time.Second, "a head compaction once space returned", func(context.Context) (bool, error) {
+		return countBlocks(tsdbDir) > blocksFull, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a head compaction %s after space returned: %d blocks", time.Since(freedAt).Round(time.Second), countBlocks(tsdbDir))
 	if err := h.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 
 	// Nothing on disk is corrupt, and samples written after the space came back are there.
-	samples := readSeries(t, filepath.Join(dir, "tsdb"), filledAt.Add(-time.Hour), time.Now())
+	samples := readSeries(t, tsdbDir, filledAt.Add(-time.Hour), time.Now())
 	if len(samples) == 0 {
 		t.Fatal("no series stored")
 	}
-	for series, ts := range samples {
-		if len(ts) == 0 || !ts[len(ts)-1].After(freedAt) {
-			t.Errorf("%s: no sample after the space returned (last %v)", series, ts[len(ts)-1:])
+	late := 0
+	for _, ts := range samples {
+		if len(ts) > 0 && ts[len(ts)-1].After(freedAt) {
+			late++
+		}
+	}
+	// Series of pods gone before the space returned (the HPA's scaled-down replicas) end
+	// earlier; every node and smoke pod goes on.
+	if late < len(smokePods) {
+		t.Errorf("%d of %d series have a sample after the space returned, want at least %d", late, len(samples), len(smokePods))
+	}
+}
+
+// countBlocks returns how many persisted blocks (directories with a meta.json) dir holds.
+func countBlocks(dir string) int {
+	es, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range es {
+		if _, err := os.Stat(filepath.Join(dir, e.Name(), "meta.json")); e.IsDir() && err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// countFiles returns how many entries dir holds.
+func countFiles(dir string) int {
+	es, _ := os.ReadDir(dir)
+	return len(es)
+}
+
+// counter reads one labelled sample (name{labels}) from Hindsight's /metrics.
+func counter(ctx context.Context, t *testing.T, hc *http.Client, port int, name, labels string) float64 {
+	t.Helper()
+	code, body, err := get(ctx, hc, port, "/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	prefix := name + "{" + labels + "} "
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			var v float64
+			if _, err := fmt.Sscanf(strings.TrimPrefix(line, prefix), "%g", &v); err != nil {
+				t.Fatalf("parse %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("%s{%s} not in /metrics", name, labels)
+	return 0
+}
+
+// fillTo writes zeros to path until dir's file system has at most leave bytes free.
+func fillTo(path, dir string, leave uint64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			return fmt.Errorf("statfs %s: %w", dir, err)
+		}
+		free := st.Bavail * uint64(st.Bsize)
+		if free <= leave {
+			return f.Sync()
+		}
+		n := min(uint64(len(buf)), free-leave)
+		if _, err := f.Write(buf[:n]); err != nil {
+			return fmt.Errorf("fill %s: %w", path, err)
 		}
 	}
 }
@@ -120,24 +270,6 @@ func mountTmpfs(t *testing.T, dir, size string) {
 			t.Errorf("umount %s: %v: %s", dir, err, out)
 		}
 	})
-}
-
-// fill writes zeros to path until the file system is full.
-func fill(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return nil
-			}
-			return fmt.Errorf("fill %s: %w", path, err)
-		}
-	}
 }
 
 func newerWindow(mc *metricsclient.Clientset, after time.Time) func(context.Context) (bool, error) {
