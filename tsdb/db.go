@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/storage"
 	promtsdb "github.com/prometheus/prometheus/tsdb"
+
+	"github.com/hindsight-metrics/hindsight/internal/crashpoint"
 )
 
 // ErrClosed is returned by Write after Close, and by history queries once Close has begun.
@@ -58,7 +60,10 @@ type DB struct {
 // another open DB holds it, Open fails at once, without waiting and without touching the
 // TSDB, with an error that wraps ErrLocked and names the lock file and the holder's PID,
 // host and start time. A WAL damaged by a crash (a torn last record) is repaired: the
-// TSDB logs a warning and keeps the samples before the damage.
+// TSDB logs a warning and keeps the samples before the damage. A damaged block, middle WAL
+// segment, chunks_head file or chunk snapshot is moved into <dir>/damaged/<time>/ with a
+// warning naming it and counted in hindsight_storage_recovered_total{part}, and Open goes
+// on without it (recover.go states what each loses).
 func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
@@ -88,7 +93,12 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *DB, err e
 			m.unregister(reg)
 		}
 	}()
-	pdb, err := promtsdb.Open(cfg.tsdbDir(), log, reg, cfg.promOptions(), nil)
+	if err := recoverDamaged(cfg, time.Now(), log, m.recover); err != nil {
+		return nil, fmt.Errorf("recover damaged storage in %s: %w", cfg.Dir, err)
+	}
+	opts := cfg.promOptions()
+	addCrashPoints(opts)
+	pdb, err := promtsdb.Open(cfg.tsdbDir(), log, reg, opts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.tsdbDir(), err)
 	}
@@ -145,7 +155,7 @@ func (db *DB) Write(ctx context.Context, b Batch) error {
 	db.m.setPoints(db.idx)
 	db.mu.Unlock()
 
-	err := db.app.appendBatch(ctx, db.appendable.AppenderV2(ctx), &b)
+	err := db.app.appendBatch(ctx, withCrashPoints(db.appendable.AppenderV2(ctx)), &b)
 	for reason, n := range db.app.skipped {
 		db.m.skipped[reason].Add(float64(n))
 	}
@@ -228,7 +238,10 @@ func (db *DB) Close() error {
 	db.closed = true
 	db.queries.close()
 	var errs []error
-	if err := db.tsdb.Close(); err != nil {
+	stop := crashpoint.During(crashpoint.CloseSnapshot, func() bool { return snapshotInProgress(db.cfg.tsdbDir()) })
+	err := db.tsdb.Close()
+	stop()
+	if err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", db.cfg.tsdbDir(), err))
 	}
 	if err := db.lock.release(); err != nil {
@@ -270,6 +283,7 @@ type metrics struct {
 	appendErrors  *prometheus.CounterVec
 	writeDuration prometheus.Histogram
 	writable      prometheus.Gauge
+	recovered     *prometheus.CounterVec
 
 	// Pre-resolved children, so counting does not look labels up.
 	rejectedBy map[string]prometheus.Counter
@@ -307,6 +321,10 @@ func newMetrics() *metrics {
 			Name: "hindsight_storage_writable",
 			Help: "1 when the storage keeps history, 0 when it does not: the last commit to the TSDB failed, or the TSDB refused more than 1% of each of the last 3 rounds' samples for their time. The current window is still served.",
 		}),
+		recovered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hindsight_storage_recovered_total",
+			Help: "Damaged parts of the TSDB (part=block, wal_segment, head_chunks, chunk_snapshot) that Open moved aside into <storage-path>/damaged/ and opened without.",
+		}, []string{"part"}),
 		rejectedBy: make(map[string]prometheus.Counter, len(rejectReasons)),
 		skipped:    make(map[string]prometheus.Counter, len(skipReasons)),
 	}
@@ -320,12 +338,15 @@ func newMetrics() *metrics {
 	}
 	m.appendErrors.WithLabelValues("append")
 	m.appendErrors.WithLabelValues("commit")
+	for _, p := range recoverParts {
+		m.recovered.WithLabelValues(p)
+	}
 	m.writable.Set(1)
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration, m.writable}
+	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration, m.writable, m.recovered}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
@@ -353,6 +374,8 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 }
 
 func (m *metrics) reject(reason string) { m.rejectedBy[reason].Inc() }
+
+func (m *metrics) recover(part string) { m.recovered.WithLabelValues(part).Inc() }
 
 // setPoints publishes the index's counts of served points; call it with the index locked.
 func (m *metrics) setPoints(x *index) {
