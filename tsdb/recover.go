@@ -246,12 +246,14 @@ func (r *recovery) segment(dir string, i int) error {
 	if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
 		return nil // a gap, which the TSDB reports itself
 	}
-	recs, cerr, err := readSegment(name, i)
-	if err != nil {
+	// A first pass keeps nothing; a damaged segment is read again for its records.
+	_, cerr, err := readSegment(name, i, false)
+	if err != nil || cerr == nil {
 		return err
 	}
-	if cerr == nil {
-		return nil
+	recs, _, err := readSegment(name, i, true)
+	if err != nil {
+		return err
 	}
 	tmp := filepath.Join(dir, ".salvage-"+filepath.Base(name))
 	if err := os.RemoveAll(tmp); err != nil {
@@ -277,9 +279,9 @@ func (r *recovery) segment(dir string, i int) error {
 	return errors.Join(syncDir(dir), os.RemoveAll(tmp))
 }
 
-// readSegment returns the records of one WAL segment up to its first damage, and that
-// damage (nil when the segment reads to its end).
-func readSegment(name string, i int) (recs [][]byte, damage, err error) {
+// readSegment returns the records of one WAL segment up to its first damage when keep is
+// set (at most a segment, 128 MiB), and that damage (nil when the segment reads to its end).
+func readSegment(name string, i int, keep bool) (recs [][]byte, damage, err error) {
 	seg, err := wlog.OpenReadSegment(name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open WAL segment %s: %w", name, err)
@@ -287,7 +289,9 @@ func readSegment(name string, i int) (recs [][]byte, damage, err error) {
 	defer seg.Close()
 	rd := wlog.NewReader(wlog.NewSegmentBufReader(seg))
 	for rd.Next() {
-		recs = append(recs, append([]byte(nil), rd.Record()...))
+		if keep {
+			recs = append(recs, append([]byte(nil), rd.Record()...))
+		}
 	}
 	if err := rd.Err(); err != nil {
 		return recs, fmt.Errorf("WAL segment %d: %w", i, err), nil
