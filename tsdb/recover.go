@@ -227,8 +227,10 @@ func (r *recovery) wal() error {
 	if _, cp, err := wlog.LastCheckpoint(dir); err == nil {
 		from = max(from, cp+1)
 	}
+	// The snapshot, written on Close, holds its segment up to its end: the replay reads
+	// the segments after it. (Rewriting that segment would move the offset it names.)
 	if _, idx, _, err := promtsdb.LastChunkSnapshot(r.tsdbDir); err == nil && idx <= last {
-		from = max(from, idx)
+		from = max(from, idx+1)
 	}
 	var errs []error
 	for i := from; i < last; i++ {

@@ -247,6 +247,33 @@ func TestOpenRecoversDamagedParts(t *testing.T) {
 			},
 		},
 		{
+			// The same after a clean Close: the snapshot covers segment 0, the replay
+			// starts at segment 1.
+			name: "middle WAL segment after a snapshot",
+			part: partWALSegment,
+			build: func(t *testing.T, dir string) []Batch {
+				db := newTestDB(t, Config{Dir: dir, Resolution: res})
+				write(t, db, testRounds(0, 40, 20, res)...)
+				if err := db.Close(); err != nil {
+					t.Fatal(err)
+				}
+				only(t, filepath.Join(dir, tsdbSubdir, "chunk_snapshot.000000.*"))
+				for s := 1; s < 3; s++ {
+					writeAndKill(t, dir, roundsSpec{from: 40 * s, to: 40 * (s + 1), pods: 20, res: res})
+				}
+				return testRounds(0, 120, 20, res)
+			},
+			damage: func(t *testing.T, tsdbDir string, rounds []Batch) (string, int) {
+				seg := filepath.Join(tsdbDir, "wal", "00000001")
+				fi, err := os.Stat(seg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				flip(t, seg, fi.Size()/3, 16)
+				return "wal/00000001", samplesOf(rounds[40:80])
+			},
+		},
+		{
 			// A clean Close: head chunks cut every 120 samples, a chunk snapshot.
 			// Bound: nothing, the WAL holds the head.
 			name: "chunks_head file",
