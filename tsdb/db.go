@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/storage"
 	promtsdb "github.com/prometheus/prometheus/tsdb"
+
+	"github.com/hindsight-metrics/hindsight/internal/crashpoint"
 )
 
 // ErrClosed is returned by Write after Close, and by history queries once Close has begun.
@@ -62,9 +64,12 @@ type DB struct {
 // another open DB holds it, Open fails at once, without waiting and without touching the
 // TSDB, with an error that wraps ErrLocked and names the lock file and the holder's PID,
 // host and start time. A WAL damaged by a crash (a torn last record) is repaired: the
-// TSDB logs a warning and keeps the samples before the damage. When the free disk space
-// is below the reserve (diskspace.go), the DB opens with appends and compactions paused
-// and StorageHealth says so; the restored window is served.
+// TSDB logs a warning and keeps the samples before the damage. A damaged block, middle WAL
+// segment, chunks_head file or chunk snapshot is moved into <dir>/damaged/<time>/ with a
+// warning naming it and counted in hindsight_storage_recovered_total{part}, and Open goes
+// on without it (recover.go states what each loses). When the free disk space is below the
+// reserve (diskspace.go), the DB opens with appends and compactions paused and
+// StorageHealth says so; the restored window is served.
 func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) {
 	return open(cfg, log, reg, statfsFree)
 }
@@ -99,7 +104,12 @@ func open(cfg Config, log *slog.Logger, reg prometheus.Registerer, freeBytes fun
 			m.unregister(reg)
 		}
 	}()
-	pdb, err := promtsdb.Open(cfg.tsdbDir(), log, reg, cfg.promOptions(), nil)
+	if err := recoverDamaged(cfg, time.Now(), log, m.recover); err != nil {
+		return nil, fmt.Errorf("recover damaged storage in %s: %w", cfg.Dir, err)
+	}
+	opts := cfg.promOptions()
+	addCrashPoints(opts)
+	pdb, err := promtsdb.Open(cfg.tsdbDir(), log, reg, opts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.tsdbDir(), err)
 	}
@@ -170,7 +180,7 @@ func (db *DB) Write(ctx context.Context, b Batch) error {
 		return fmt.Errorf("write: %d samples not stored: %s has %d bytes free, below the reserve of %d: %w",
 			b.Len(), db.cfg.tsdbDir(), space.free, space.reserve, ErrLowDiskSpace)
 	}
-	err := db.app.appendBatch(ctx, db.appendable.AppenderV2(ctx), &b)
+	err := db.app.appendBatch(ctx, withCrashPoints(db.appendable.AppenderV2(ctx)), &b)
 	for reason, n := range db.app.skipped {
 		db.m.skipped[reason].Add(float64(n))
 	}
@@ -254,7 +264,10 @@ func (db *DB) Close() error {
 	db.closed = true
 	db.queries.close()
 	var errs []error
-	if err := db.tsdb.Close(); err != nil {
+	stop := crashpoint.During(crashpoint.CloseSnapshot, func() bool { return snapshotInProgress(db.cfg.tsdbDir()) })
+	err := db.tsdb.Close()
+	stop()
+	if err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", db.cfg.tsdbDir(), err))
 	}
 	if err := db.lock.release(); err != nil {
@@ -299,6 +312,7 @@ type metrics struct {
 	droppedVec    *prometheus.CounterVec
 	freeBytes     prometheus.Gauge
 	reserveBytes  prometheus.Gauge
+	recovered     *prometheus.CounterVec
 
 	// Pre-resolved children, so counting does not look labels up.
 	rejectedBy map[string]prometheus.Counter
@@ -357,6 +371,10 @@ func newMetrics() *metrics {
 			Name: "hindsight_storage_reserve_bytes",
 			Help: "Free bytes the TSDB needs to write what it must; appends pause while hindsight_storage_free_bytes is below it.",
 		}),
+		recovered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hindsight_storage_recovered_total",
+			Help: "Damaged parts of the TSDB (part=block, wal_segment, head_chunks, chunk_snapshot) that Open moved aside into <storage-path>/damaged/ and opened without.",
+		}, []string{"part"}),
 		rejectedBy: make(map[string]prometheus.Counter, len(rejectReasons)),
 		dropped:    make(map[string]prometheus.Counter, len(dropReasons)),
 		skipped:    make(map[string]prometheus.Counter, len(skipReasons)),
@@ -374,12 +392,15 @@ func newMetrics() *metrics {
 	}
 	m.appendErrors.WithLabelValues("append")
 	m.appendErrors.WithLabelValues("commit")
+	for _, p := range recoverParts {
+		m.recovered.WithLabelValues(p)
+	}
 	m.writable.Set(1)
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration, m.writable, m.droppedVec, m.freeBytes, m.reserveBytes}
+	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration, m.writable, m.droppedVec, m.freeBytes, m.reserveBytes, m.recovered}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
@@ -407,6 +428,8 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 }
 
 func (m *metrics) reject(reason string) { m.rejectedBy[reason].Inc() }
+
+func (m *metrics) recover(part string) { m.recovered.WithLabelValues(part).Inc() }
 
 // setPoints publishes the index's counts of served points; call it with the index locked.
 func (m *metrics) setPoints(x *index) {

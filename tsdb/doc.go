@@ -26,11 +26,19 @@
 //	<dir>/tsdb/           the Prometheus TSDB: wal/, chunks_head/, chunk_snapshot.* (written
 //	                      on Close), one directory per block, lock
 //	<dir>/catalog.db      the bbolt catalog of pods and nodes (package tsdb/catalog)
+//	<dir>/damaged/<time>/ damaged TSDB parts Open moved aside (same paths as under tsdb/),
+//	                      kept for inspection, never deleted
 //
 // A second Open of the same directory, in this process or another, fails at once with
 // ErrLocked; it never waits. The kernel drops the lock when its holder exits, however it
 // exits. A WAL whose last record a crash tore, or that ends in garbage, is repaired by Open
-// (the TSDB logs a warning): the samples before the damage are kept.
+// (the TSDB logs a warning): the samples before the damage are kept. A block that does not
+// open, a WAL segment other than the last that does not read to its end (its records before
+// the damage are kept, and the later segments), a chunks_head file whose chunks do not
+// read back, and a chunk snapshot that does not read back are moved to damaged/ before the
+// TSDB opens (one warning each, hindsight_storage_recovered_total{part}); Open never fails
+// for them. Loss: the block's samples; the rest of that WAL segment; nothing for head
+// chunks and the snapshot, whose samples the WAL replays.
 //
 // # Retention
 //

@@ -6,18 +6,32 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
 // BuildHindsight builds ./cmd/hindsight from this source tree into dir and returns the
 // binary's path. With a warm Go build cache it takes seconds.
 func BuildHindsight(ctx context.Context, dir string) (string, error) {
+	return BuildHindsightTags(ctx, dir)
+}
+
+// BuildHindsightTags is BuildHindsight with build tags (crashpoints, say); the binary is
+// named hindsight-<tags> then.
+func BuildHindsightTags(ctx context.Context, dir string, tags ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "hindsight")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/hindsight")
+	name := "hindsight"
+	args := []string{"build"}
+	if len(tags) > 0 {
+		name += "-" + strings.Join(tags, "-")
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", append(args, "-o", bin, "./cmd/hindsight")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build hindsight: %w\n%s", err, out)
@@ -32,7 +46,9 @@ type Hindsight struct {
 	StorageDir string
 	// Args are the arguments it was started with, to start it again the same way.
 	Args []string
-	bin  string
+	// Env are VAR=value settings added to its environment at every (re)start.
+	Env []string
+	bin string
 }
 
 // HindsightOptions configure StartHindsight.
@@ -50,6 +66,10 @@ type HindsightOptions struct {
 	Register bool
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
+	// BuildTags build the binary with these tags when Binary is empty.
+	BuildTags []string
+	// Env is the started Hindsight's Env.
+	Env []string
 }
 
 // StartHindsight starts Hindsight as user system:hindsight with the RBAC of
@@ -65,7 +85,7 @@ func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hind
 	}
 	if o.Binary == "" {
 		var err error
-		if o.Binary, err = BuildHindsight(ctx, filepath.Join(c.Dir, "bin")); err != nil {
+		if o.Binary, err = BuildHindsightTags(ctx, filepath.Join(c.Dir, "bin"), o.BuildTags...); err != nil {
 			return nil, err
 		}
 	}
@@ -100,7 +120,7 @@ func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hind
 		"--metric-resolution=" + o.Resolution.String(), "--kubelet-request-timeout=" + timeout.String(),
 		"--storage-path=" + o.StorageDir,
 	}, o.ExtraArgs...)
-	h := &Hindsight{Port: o.Port, StorageDir: o.StorageDir, Args: args, bin: o.Binary}
+	h := &Hindsight{Port: o.Port, StorageDir: o.StorageDir, Args: args, Env: o.Env, bin: o.Binary}
 	if err := c.runHindsight(ctx, h); err != nil {
 		return nil, err
 	}
@@ -126,16 +146,21 @@ func (c *Cluster) RestartHindsight(ctx context.Context, h *Hindsight) error {
 	return c.runHindsight(ctx, h)
 }
 
-// LaunchHindsight starts a stopped or killed Hindsight again with the same arguments and
-// storage, without waiting for it to answer: for a test of a Hindsight that cannot get
-// live (its rights taken away).
+// LaunchHindsight starts a stopped or killed Hindsight again with the same arguments,
+// environment and storage, without waiting for it to answer: for a test of a Hindsight
+// that cannot get live (its rights taken away).
 func (c *Cluster) LaunchHindsight(h *Hindsight) error {
 	if h.Process != nil {
 		if done, _ := h.Exited(); !done {
 			return fmt.Errorf("hindsight (pid %d) is still running", h.PID())
 		}
 	}
-	p, err := c.start("hindsight", h.bin, h.Args...)
+	bin, args := h.bin, h.Args
+	if len(h.Env) > 0 {
+		// env(1) execs the binary in its own process: same PID, same process group.
+		bin, args = "env", append(append(slices.Clone(h.Env), h.bin), h.Args...)
+	}
+	p, err := c.start("hindsight", bin, args...)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
+	"github.com/hindsight-metrics/hindsight/internal/crashpoint"
+	"github.com/hindsight-metrics/hindsight/internal/crashpoint/crashtest"
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
@@ -95,6 +99,113 @@ func TestKillNineMidScrape(t *testing.T) {
 			t.Errorf("catalog entry of pod %s/%s: %+v, %v; want one, on node %s", ns, p.Name, recs, err, p.Node)
 		}
 	}
+}
+
+// TestKillAtCrashPoints runs Hindsight built with -tags crashpoints and has it kill itself
+// (SIGKILL) at the crash points a cluster reaches in minutes: just before and just after a
+// TSDB commit (the 3rd of the run) and during the chunk snapshot of a graceful shutdown.
+// Every restart must open the store and serve again, and every stored series may miss at
+// most the round in flight plus the restart around each kill. (The compaction crash points
+// need hours of samples; package tsdb's TestCrashPoints covers them, and the catalog's
+// TestCompactCrash its compaction rename.)
+func TestKillAtCrashPoints(t *testing.T) {
+	c := cluster.New(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	createFleet(ctx, t, c, smokePods)
+
+	const resolution = 10 * time.Second
+	h, hc := startHindsight(ctx, t, c, cluster.HindsightOptions{Resolution: resolution, BuildTags: []string{"crashpoints"}}, 0)
+	start := time.Now()
+	points := []struct {
+		at   string
+		term bool // the crash comes during the graceful shutdown SIGTERM starts
+	}{
+		{crashpoint.CommitBefore + ":3", false},
+		{crashpoint.CommitAfter + ":3", false},
+		{crashpoint.CloseSnapshot, true},
+	}
+	for _, p := range points {
+		// Restart armed: a graceful stop first (a snapshot, no loss).
+		if err := h.Stop(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		h.Env = []string{crashtest.Env(p.at)}
+		if err := c.RestartHindsight(ctx, h); err != nil {
+			t.Fatalf("start armed at %s: %v", p.at, err)
+		}
+		armed := time.Now()
+		if p.term {
+			wait(ctx, t, 2*resolution)
+			if err := syscall.Kill(h.PID(), syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := cluster.Poll(ctx, 2*time.Minute, 50*time.Millisecond, "hindsight to crash at "+p.at, func(context.Context) (bool, error) {
+			done, _ := h.Exited()
+			return done, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Exited(); !crashtest.Killed(err) {
+			t.Fatalf("hindsight armed at %s exited with %v, want killed by its crash point", p.at, err)
+		}
+		crashed := time.Since(armed)
+		if p.term {
+			if m, _ := filepath.Glob(filepath.Join(h.StorageDir, "tsdb", "chunk_snapshot.*.tmp")); len(m) != 1 {
+				t.Errorf("%s: no snapshot being written at the kill: %v", p.at, m)
+			}
+		}
+		h.Env = nil
+		restarted := time.Now()
+		if err := c.RestartHindsight(ctx, h); err != nil {
+			t.Fatalf("restart after the crash at %s: %v", p.at, err)
+		}
+		if _, err := firstAnswer(ctx, hc, len(smokePods), time.Minute); err != nil {
+			t.Fatalf("restart after the crash at %s: %v", p.at, err)
+		}
+		t.Logf("%s: killed %s after the armed start; serving every pod again %s after the restart",
+			p.at, crashed.Round(10*time.Millisecond), time.Since(restarted).Round(10*time.Millisecond))
+		wait(ctx, t, 2*resolution)
+	}
+	if err := h.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now()
+
+	samples := readSeries(t, filepath.Join(h.StorageDir, "tsdb"), start, end)
+	if len(samples) == 0 {
+		t.Fatal("no series stored")
+	}
+	// Each crash point costs a graceful restart and a crash with its restart; each at most
+	// the round in flight and the restart's round.
+	maxGap := 2*resolution + 3*time.Second
+	want := int(end.Sub(start)/resolution) - 2*2*len(points)
+	var largest time.Duration
+	fewest := math.MaxInt
+	for series, ts := range samples {
+		fewest = min(fewest, len(ts))
+		if len(ts) < want {
+			t.Errorf("%s: %d samples over %s, want at least %d", series, len(ts), end.Sub(start).Round(time.Second), want)
+		}
+		for i := 1; i < len(ts); i++ {
+			gap := ts[i].Sub(ts[i-1])
+			largest = max(largest, gap)
+			if gap > maxGap {
+				t.Errorf("%s: %s without a sample before %s (want ≤ %s)", series, gap, ts[i].Format(time.TimeOnly), maxGap)
+			}
+		}
+	}
+	t.Logf("%d series over %s (%d rounds): fewest samples %d (bound %d), largest gap %s (bound %s)",
+		len(samples), end.Sub(start).Round(time.Second), int(end.Sub(start)/resolution), fewest, want, largest, maxGap)
+
+	// The catalog opens strictly (every page and record checked).
+	cat, err := catalog.Open(filepath.Join(h.StorageDir, "catalog.db"), catalog.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("catalog after the crashes: %v", err)
+	}
+	defer cat.Close()
 }
 
 // readSeries opens a TSDB directory read-only, checks its blocks and returns the sample

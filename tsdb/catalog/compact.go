@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hindsight-metrics/hindsight/internal/crashpoint"
 )
 
 // Prune deletes the pods and nodes deleted longer than Options.Retention ago (by their
@@ -113,9 +115,11 @@ func (c *Catalog) Compact(ctx context.Context) error {
 	if c.db == nil { // unreachable: Close waits for the writers' lock
 		return errors.Join(ErrClosed, dst.Close(), os.Remove(tmp))
 	}
+	crashpoint.Hit(crashpoint.CatalogCompactBeforeRename)
 	if err := os.Rename(tmp, c.path); err != nil {
 		return errors.Join(fmt.Errorf("replace catalog with compacted copy: %w", err), dst.Close(), os.Remove(tmp))
 	}
+	crashpoint.Hit(crashpoint.CatalogCompactAfterRename)
 	old := c.db
 	c.db = dst
 	err = syncDir(filepath.Dir(c.path))

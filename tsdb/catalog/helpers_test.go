@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -18,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(compactChildEnv); dir != "" {
+		os.Exit(runCompactChild(dir))
+	}
 	goleak.VerifyTestMain(m)
 }
 
