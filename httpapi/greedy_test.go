@@ -116,8 +116,9 @@ func TestForbiddenTakesNoSlot(t *testing.T) {
 	cfg.Budget = newQueuedBudget(t, 1, 0, 0)
 	h := newTestHandler(t, cfg)
 
-	_, done := serveSlow(h, "admin", "/history/v1/nodes/n1?resource=cpu&"+goldenRange)
-	<-bs.entered // the only slot is taken
+	first, done := serveSlow(h, "admin", "/history/v1/nodes/n1?resource=cpu&"+goldenRange)
+	close(first.read) // the first client reads at once
+	<-bs.entered      // the only slot is taken
 	for _, c := range []struct{ user, path string }{
 		{"alice", "/history/v1/nodes?" + goldenRange},
 		{"alice", "/history/v1/namespaces/other?" + goldenRange},

@@ -96,10 +96,14 @@ var greedyRange = url.Values{"query": {"rate(node_cpu_usage_seconds_total[1m])"}
 func TestBusyAnswers429(t *testing.T) {
 	bq := newBlockingQueryable(openDB(t))
 	h := newHandler(t, bq, func(c *Config) { c.Budget = queuedBudget(t, 1, 0, 0) })
-	_, done := serveSlow(h, request(t.Context(), http.MethodGet, prefix+"/query_range", greedyRange))
-	<-bq.entered // the only slot is taken
+	first, done := serveSlow(h, request(t.Context(), http.MethodGet, prefix+"/query_range", greedyRange))
+	close(first.read) // the first client reads at once
+	<-bq.entered      // the only slot is taken
 	for _, path := range []string{"/query", "/query_range", "/series", "/labels", "/label/node/values"} {
 		form := url.Values{"query": {"1"}, "match[]": {"node_cpu_usage_seconds_total"}}
+		for k, v := range greedyRange {
+			form[k] = v
+		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, request(t.Context(), http.MethodGet, prefix+path, form))
 		want := `{"status":"error","errorType":"unavailable","error":"all 1 query slots (shared with the history API) are taken and 0 more queries wait: try again in 1s"}`
