@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	utilcompatibility "k8s.io/apiserver/pkg/util/compatibility"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -46,6 +49,14 @@ type Options struct {
 	// server's own authorization lets them through, so that reading them takes no
 	// non-resource RBAC rule beyond the rights the handler checks. Not a flag.
 	SelfAuthorizedPaths []string
+
+	// OwnLimitPaths are paths (a trailing * for a prefix) whose handlers bound their own
+	// requests: their own in-flight limit, query timeout and write timeout. They are left
+	// out of --max-requests-inflight and --request-timeout, which then guard
+	// metrics.k8s.io (and the server's other paths) alone, so that load on them never
+	// takes the HPA's or kubectl top's places. (The server treats them as long-running:
+	// a graceful shutdown does not wait for them.) Not a flag.
+	OwnLimitPaths []string
 }
 
 // NewOptions returns the options with metrics-server's defaults: port 10250 on all
@@ -150,6 +161,9 @@ func (o *Options) ApplyTo(cfg *Config) (err error) {
 			o.Authorization.AlwaysAllowPaths = append(o.Authorization.AlwaysAllowPaths, p)
 		}
 	}
+	if len(o.OwnLimitPaths) > 0 {
+		g.LongRunningFunc = ownLimit(o.OwnLimitPaths, g.LongRunningFunc)
+	}
 	if err := o.Authorization.ApplyTo(&g.Authorization); err != nil {
 		return fmt.Errorf("apply delegated authorization: %w", err)
 	}
@@ -160,4 +174,17 @@ func (o *Options) ApplyTo(cfg *Config) (err error) {
 	g.EnableContentionProfiling = o.Features.EnableContentionProfiling
 	g.DebugSocketPath = o.Features.DebugSocketPath
 	return nil
+}
+
+// ownLimit returns a long-running check that is true for paths (a trailing * for a
+// prefix) and otherwise asks next (nil: false).
+func ownLimit(paths []string, next apirequest.LongRunningRequestCheck) apirequest.LongRunningRequestCheck {
+	return func(r *http.Request, ri *apirequest.RequestInfo) bool {
+		for _, p := range paths {
+			if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(r.URL.Path, prefix) || r.URL.Path == p {
+				return true
+			}
+		}
+		return next != nil && next(r, ri)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -348,5 +349,29 @@ func TestOptionsDelegatedAuth(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("SubjectAccessReviews (-want +got):\n%s", diff)
+	}
+}
+
+// TestOwnLimit: the paths with limits of their own count as long-running (so that the
+// max-in-flight and timeout filters pass them by); others are left to the next check.
+func TestOwnLimit(t *testing.T) {
+	check := ownLimit([]string{"/history/v1/*", "/prometheus/*", "/exact"}, func(r *http.Request, _ *apirequest.RequestInfo) bool {
+		return r.URL.Path == "/watched"
+	})
+	for path, want := range map[string]bool{
+		"/history/v1/":                      true,
+		"/history/v1/cluster":               true,
+		"/prometheus/api/v1/query":          true,
+		"/exact":                            true,
+		"/exact/more":                       false,
+		"/watched":                          true,
+		"/apis/metrics.k8s.io/v1beta1/pods": false,
+		"/history":                          false,
+		"/healthz":                          false,
+	} {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		if got := check(r, &apirequest.RequestInfo{}); got != want {
+			t.Errorf("%s: long-running %t, want %t", path, got, want)
+		}
 	}
 }

@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -97,13 +99,28 @@ func floatPtr(v float64) *float64 {
 // summaryValue is aggregation a of s, nil when it is NaN (count is never NaN).
 func summaryValue(s tsdb.Summary, a tsdb.Agg) *float64 { return floatPtr(s.Get(a)) }
 
-func encode(w http.ResponseWriter, q *query, res *result) error {
-	if q.format == formatCSV {
-		w.Header().Set("Content-Type", "text/csv; charset=utf-8; header=present")
-		return encodeCSV(w, q, res)
+// errTooLarge is cappedBuffer's error past its cap.
+var errTooLarge = errors.New("response too large")
+
+// cappedBuffer is a buffer that refuses to grow past max bytes.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, errTooLarge
 	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(toJSON(q, res))
+	return b.Buffer.Write(p)
+}
+
+// encode writes res in q's format to w and returns its content type.
+func encode(w io.Writer, q *query, res *result) (contentType string, err error) {
+	if q.format == formatCSV {
+		return "text/csv; charset=utf-8; header=present", encodeCSV(w, q, res)
+	}
+	return "application/json", json.NewEncoder(w).Encode(toJSON(q, res))
 }
 
 func toJSON(q *query, res *result) responseJSON {
@@ -184,7 +201,7 @@ func objectCells(o *objectInfo) []string {
 
 func cell(v float64) string { return string(appendFloat(nil, v, "")) }
 
-func encodeCSV(w http.ResponseWriter, q *query, res *result) error {
+func encodeCSV(w io.Writer, q *query, res *result) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	cw := csv.NewWriter(bw)
 	header := []string{}

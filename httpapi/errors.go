@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
 )
@@ -18,6 +19,8 @@ type apiError struct {
 	reason string
 	param  string
 	msg    string
+	// retryAfter, when set, is the Retry-After header's seconds.
+	retryAfter string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -55,6 +58,16 @@ func isForbidden(err error) bool {
 	return errors.As(err, &ae) && ae.status == http.StatusForbidden
 }
 
+// busyError translates a budget's refusal: ErrBusy is 429 Too Many Requests with
+// Retry-After, saying why (what); an ended context is the timeout or cancellation it is.
+func busyError(err error, what string) error {
+	if !errors.Is(err, budget.ErrBusy) {
+		return err
+	}
+	return &apiError{status: http.StatusTooManyRequests, reason: "TooManyRequests", retryAfter: budget.RetryAfter,
+		msg: what + ": try again in " + budget.RetryAfter + "s"}
+}
+
 // errUnauthenticated answers a request without a user.
 var errUnauthenticated = &apiError{status: http.StatusUnauthorized, reason: "Unauthorized", msg: "authentication required"}
 
@@ -90,6 +103,9 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if ae.retryAfter != "" {
+		w.Header().Set("Retry-After", ae.retryAfter)
+	}
 	w.WriteHeader(ae.status)
 	_ = json.NewEncoder(w).Encode(errorBody{Status: ae.status, Reason: ae.reason, Parameter: ae.param, Message: ae.msg})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -50,6 +51,12 @@ const (
 	DefaultMaxPoints    = 11_000
 	DefaultMaxSeries    = 1_000
 	DefaultQueryTimeout = time.Minute
+	// DefaultMaxResponseBytes bounds one encoded response (before gzip): the largest
+	// allowed response (maxValues) encodes to some 40-60 MB of JSON.
+	DefaultMaxResponseBytes = 64 << 20
+	// DefaultWriteTimeout bounds the writing of one response to the client: a client
+	// that reads slower is cut off. The query slot is released before writing starts.
+	DefaultWriteTimeout = 30 * time.Second
 	// maxValues bounds the values one response holds (series × steps × resources), so
 	// that the largest allowed response stays within about 100 MB of memory.
 	maxValues = 4_000_000
@@ -70,10 +77,23 @@ type Config struct {
 	MaxSeries int
 	// QueryTimeout bounds one request's time (--history-query-timeout). 0 means 1m.
 	QueryTimeout time.Duration
+	// MaxResponseBytes bounds one encoded response (--history-max-response-bytes); a
+	// larger one is refused with 422. 0 means 64 MiB.
+	MaxResponseBytes int
+	// WriteTimeout bounds the writing of one response (--history-write-timeout). 0 means
+	// 30s.
+	WriteTimeout time.Duration
 	// Budget bounds the queries computed at once, shared with the other APIs that read
-	// the same storage; more wait for their turn until their deadline. Nil means a
-	// budget of the handler's own, of budget.DefaultSize (4).
+	// the same storage. A request takes a slot once it is authorized, when it first
+	// reads the TSDB, and releases it once its response is encoded, before writing it;
+	// when the budget's short queue is full or its wait runs out, it answers 429 with
+	// Retry-After. Nil means a budget of the handler's own (budget.New(DefaultSize)).
 	Budget *budget.Budget
+	// InFlight bounds the requests served at once, from authorization to the last byte
+	// written, shared with the Prometheus API: the history APIs' own in-flight limit,
+	// apart from metrics.k8s.io's (--max-requests-inflight). A request beyond it is
+	// refused at once with 429. Nil means no limit of the handler's own.
+	InFlight *budget.Budget
 	// Log receives failed queries. Nil discards.
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -95,13 +115,16 @@ func (c *Config) Validate() error {
 	if c.Authorizer == nil {
 		errs = append(errs, errors.New("history api: Authorizer is required"))
 	}
-	for name, v := range map[string]int{"MaxPoints": c.MaxPoints, "MaxSeries": c.MaxSeries} {
+	for name, v := range map[string]int{"MaxPoints": c.MaxPoints, "MaxSeries": c.MaxSeries, "MaxResponseBytes": c.MaxResponseBytes} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("history api: %s must not be negative, got %d", name, v))
 		}
 	}
 	if c.Resolution < 0 || c.QueryTimeout < 0 {
 		errs = append(errs, errors.New("history api: Resolution and QueryTimeout must not be negative"))
+	}
+	if c.WriteTimeout < 0 {
+		errs = append(errs, errors.New("history api: WriteTimeout must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -133,6 +156,12 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.QueryTimeout == 0 {
 		cfg.QueryTimeout = DefaultQueryTimeout
 	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	if cfg.Budget == nil {
 		cfg.Budget, _ = budget.New(budget.DefaultSize) // cannot fail: a positive size
 	}
@@ -149,7 +178,7 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg, log: cfg.Log, metrics: m}
 	r := chi.NewRouter()
 	// JSON and CSV answers shrink five- to ninefold with gzip (curl --compressed; TestGzip).
-	r.Use(h.requireUser, getOnly, middleware.Compress(5, "application/json", "text/csv"))
+	r.Use(h.requireUser, h.limitInFlight, getOnly, middleware.Compress(5, "application/json", "text/csv"))
 	r.Route("/history/v1", func(r chi.Router) {
 		r.Get("/", h.index)
 		r.Get("/openapi.json", serveOpenAPI)
@@ -187,6 +216,22 @@ func (h *Handler) requireUser(next http.Handler) http.Handler {
 	})
 }
 
+// limitInFlight refuses a request at once with 429 when InFlight requests are served.
+func (h *Handler) limitInFlight(next http.Handler) http.Handler {
+	if h.cfg.InFlight == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		release, err := h.cfg.InFlight.Acquire(r.Context())
+		if err != nil {
+			writeError(w, h.log, r, busyError(err, fmt.Sprintf("%d history and Prometheus requests are being served, the most at once", h.cfg.InFlight.Size())))
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r)
+	})
+}
+
 func getOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
@@ -201,8 +246,10 @@ func getOnly(next http.Handler) http.Handler {
 // endpoint computes a response from a request's parsed query.
 type endpoint func(ctx context.Context, r *http.Request, q *query) (*result, error)
 
-// query wraps an endpoint: parse, wait for a slot of the budget, compute within the
-// timeout, encode; the request is counted and timed under the endpoint label name.
+// query wraps an endpoint: parse, compute within the timeout (the endpoint authorizes,
+// then takes a slot of the budget when it first reads the TSDB), encode into a buffer
+// of at most MaxResponseBytes, release the slot, and write within WriteTimeout; the
+// request is counted and timed under the endpoint label name.
 func (h *Handler) query(name string, e endpoint) http.HandlerFunc {
 	return h.metrics.instrument(name, func(w http.ResponseWriter, r *http.Request) {
 		now := h.cfg.Now()
@@ -211,24 +258,83 @@ func (h *Handler) query(name string, e endpoint) http.HandlerFunc {
 			writeError(w, h.log, r, err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
-		defer cancel()
-		release, err := h.cfg.Budget.Acquire(ctx)
-		if err != nil {
-			writeError(w, h.log, r, &apiError{status: http.StatusServiceUnavailable, reason: "Busy",
-				msg: fmt.Sprintf("all %d query slots (shared with the Prometheus API) are taken and none was freed in time: try again", h.cfg.Budget.Size())})
-			return
-		}
-		defer release()
-		res, err := e(ctx, r, q)
+		q.slot = &slot{budget: h.cfg.Budget}
+		body, contentType, err := h.compute(r, q, e)
+		q.slot.free()
 		if err != nil {
 			writeError(w, h.log, r, err)
 			return
 		}
-		if err := encode(w, q, res); err != nil {
-			h.log.Debug("Writing a history response failed", "path", r.URL.Path, "err", err)
-		}
+		h.write(w, r, body, contentType)
 	})
+}
+
+// compute runs e and encodes its result, within the query timeout.
+func (h *Handler) compute(r *http.Request, q *query, e endpoint) (*cappedBuffer, string, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+	defer cancel()
+	res, err := e(ctx, r, q)
+	if err != nil {
+		return nil, "", err
+	}
+	body := &cappedBuffer{max: h.cfg.MaxResponseBytes}
+	contentType, err := encode(body, q, res)
+	if errors.Is(err, errTooLarge) {
+		return nil, "", &limitError{msg: fmt.Sprintf("the response is larger than the limit of %d bytes (--history-max-response-bytes): narrow the query or use a larger step", h.cfg.MaxResponseBytes)}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("encode the response: %w", err)
+	}
+	return body, contentType, nil
+}
+
+// write sends an encoded response; a client that does not take it within WriteTimeout is
+// cut off (where the connection supports write deadlines: HTTP/1 and HTTP/2 do).
+func (h *Handler) write(w http.ResponseWriter, r *http.Request, body *cappedBuffer, contentType string) {
+	rc := http.NewResponseController(w)
+	if err := rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		h.log.Debug("Setting a write deadline failed", "path", r.URL.Path, "err", err)
+	}
+	w.Header().Set("Content-Type", contentType)
+	if _, err := body.WriteTo(w); err != nil {
+		h.log.Debug("Writing a history response failed", "path", r.URL.Path, "err", err)
+	}
+}
+
+// slot is a request's query slot: taken when the request first reads the TSDB, which it
+// does only once it is authorized, and freed once its response is encoded.
+type slot struct {
+	budget  *budget.Budget
+	mu      sync.Mutex
+	release func()
+}
+
+// acquire takes the slot unless the request holds it already. A nil slot (a query built
+// by a test) takes nothing.
+func (s *slot) acquire(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release != nil {
+		return nil
+	}
+	release, err := s.budget.Acquire(ctx)
+	if err != nil {
+		return busyError(err, fmt.Sprintf("all %d query slots (shared with the Prometheus API) are taken and %d more queries wait", s.budget.Size(), s.budget.Queue()))
+	}
+	s.release = release
+	return nil
+}
+
+// free releases the slot if it was taken.
+func (s *slot) free() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release != nil {
+		s.release()
+	}
 }
 
 // The index lists the endpoints.

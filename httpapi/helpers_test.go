@@ -826,3 +826,14 @@ func newBudget(t testing.TB, size int) *budget.Budget {
 	}
 	return b
 }
+
+// newQueuedBudget returns a query budget of size slots and a queue of queue callers
+// waiting at most wait.
+func newQueuedBudget(t testing.TB, size, queue int, wait time.Duration) *budget.Budget {
+	t.Helper()
+	b, err := budget.NewQueued(size, queue, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

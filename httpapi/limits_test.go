@@ -29,14 +29,14 @@ func (b *blockingSamples) Range(ctx context.Context, sel tsdb.Selector, q tsdb.R
 	return b.DB.Range(ctx, sel, q, fn)
 }
 
-// TestBusy: with every slot taken, a query waits for one until its deadline, then gets
-// 503 Busy; the running one is unaffected.
+// TestBusy: with every slot taken and no queue, a query is refused at once with 429 and
+// Retry-After, without reaching the TSDB; the running one is unaffected.
 func TestBusy(t *testing.T) {
 	e := newEnv(t, defaultFixture())
 	bs := &blockingSamples{DB: e.db, entered: make(chan struct{}, 16), release: make(chan struct{})}
 	cfg := e.config()
 	cfg.Samples = bs
-	cfg.Budget = newBudget(t, 1)
+	cfg.Budget = newQueuedBudget(t, 1, 0, 0)
 	h := newTestHandler(t, cfg)
 	path := "/history/v1/nodes/n1?resource=cpu&" + goldenRange
 
@@ -50,13 +50,11 @@ func TestBusy(t *testing.T) {
 	}()
 	<-bs.entered // the first query holds the only slot
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	w := do(t, h, httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil), "admin")
-	if w.Code != http.StatusServiceUnavailable {
-		t.Fatalf("second query: status %d, want 503: %s", w.Code, w.Body)
+	w := get(t, h, "admin", path)
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1" {
+		t.Fatalf("second query: status %d, Retry-After %q, want 429 and 1: %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
-	if body := decodeError(t, w); body.Reason != "Busy" || body.Message != "all 1 query slots (shared with the Prometheus API) are taken and none was freed in time: try again" {
+	if body := decodeError(t, w); body.Reason != "TooManyRequests" || body.Message != "all 1 query slots (shared with the Prometheus API) are taken and 0 more queries wait: try again in 1s" {
 		t.Errorf("second query: %+v", body)
 	}
 	select {

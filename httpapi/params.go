@@ -80,6 +80,7 @@ type query struct {
 	format     format
 	selector   labels.Selector // nil when none was given
 	by         string          // "" (the object's total) or "pod"
+	slot       *slot           // the request's query slot, taken by gather
 }
 
 // steps returns the number of steps of the grid.

@@ -181,6 +181,9 @@ const maxMembers = 50_000
 // members need no summary of their raw points (the total's comes from its step values),
 // so none is computed for them.
 func (h *Handler) gather(ctx context.Context, q *query, sel tsdb.Selector, maxSeries int, total bool, add func(ri int, rs *tsdb.RangeSeries)) error {
+	if err := q.slot.acquire(ctx); err != nil { // the request is authorized by now
+		return err
+	}
 	var summary []tsdb.Agg
 	if !total {
 		summary = q.summary

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hindsight-metrics/hindsight/apiserver"
 	"github.com/hindsight-metrics/hindsight/httpapi"
+	"github.com/hindsight-metrics/hindsight/httpapi/budget"
 	"github.com/hindsight-metrics/hindsight/scraper"
 	"github.com/hindsight-metrics/hindsight/tsdb"
 )
@@ -53,6 +54,9 @@ type options struct {
 	historyMaxPoints    int
 	historyMaxSeries    int
 	historyQueryTimeout time.Duration
+	historyInFlight     int
+	historyMaxResponse  string
+	historyWriteTimeout time.Duration
 	promMaxSamples      int
 
 	logLevel  string
@@ -76,6 +80,9 @@ func newOptions() *options {
 		historyMaxPoints:    httpapi.DefaultMaxPoints,
 		historyMaxSeries:    httpapi.DefaultMaxSeries,
 		historyQueryTimeout: httpapi.DefaultQueryTimeout,
+		historyInFlight:     budget.DefaultInFlight,
+		historyMaxResponse:  "64Mi",
+		historyWriteTimeout: httpapi.DefaultWriteTimeout,
 		promMaxSamples:      defaultPromMaxSamples,
 		logLevel:            "info",
 		logFormat:           "text",
@@ -113,6 +120,9 @@ func (o *options) flags() cliflag.NamedFlagSets {
 	fs.IntVar(&o.historyMaxPoints, "history-max-points", o.historyMaxPoints, "Most steps in one series of a /history/v1 range query; more is refused with 422, naming the smallest step that fits. (/prometheus/api/v1 keeps Prometheus' own limit, 11,000.)")
 	fs.IntVar(&o.historyMaxSeries, "history-max-series", o.historyMaxSeries, "Most series in one /history/v1 response; more is refused with 422.")
 	fs.DurationVar(&o.historyQueryTimeout, "history-query-timeout", o.historyQueryTimeout, "Longest time one /history/v1 or /prometheus/api/v1 query may take; a slower one is cancelled with 503.")
+	fs.IntVar(&o.historyInFlight, "history-max-requests-inflight", o.historyInFlight, "Most /history/v1 and /prometheus/api/v1 requests served at once, from authorization to the last byte written; more are refused at once with 429 and Retry-After. This is their own limit: --max-requests-inflight bounds metrics.k8s.io alone, so that history load never takes the HPA's places.")
+	fs.StringVar(&o.historyMaxResponse, "history-max-response-bytes", o.historyMaxResponse, "Largest encoded /history/v1 or /prometheus/api/v1 response (before gzip), as a quantity (e.g. 64Mi); a larger one is refused with 422.")
+	fs.DurationVar(&o.historyWriteTimeout, "history-write-timeout", o.historyWriteTimeout, "Longest time writing one /history/v1 or /prometheus/api/v1 response may take; a client that reads slower is cut off. The response is computed and its query slot released before writing begins.")
 	fs.IntVar(&o.promMaxSamples, "prometheus-max-samples", o.promMaxSamples, "Most samples one /prometheus/api/v1 query may hold in memory at once (about 16 bytes each); more fails the query with 422. Prometheus' own default is 50,000,000.")
 
 	fs = nfs.FlagSet("kubernetes client")
@@ -162,6 +172,17 @@ func (o *options) validate() error {
 	}
 	if o.historyMaxSeries < 1 {
 		errs = append(errs, fmt.Errorf("--history-max-series must be at least 1, got %d", o.historyMaxSeries))
+	}
+	if o.historyInFlight < 1 {
+		errs = append(errs, fmt.Errorf("--history-max-requests-inflight must be at least 1, got %d", o.historyInFlight))
+	}
+	if n, err := parseBytes("--history-max-response-bytes", o.historyMaxResponse); err != nil {
+		errs = append(errs, err)
+	} else if n < 1<<10 || n > 1<<31-1 {
+		errs = append(errs, fmt.Errorf("--history-max-response-bytes must be between 1Ki and 2Gi, got %s", o.historyMaxResponse))
+	}
+	if o.historyWriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--history-write-timeout must be positive, got %s", o.historyWriteTimeout))
 	}
 	if o.promMaxSamples < 1 {
 		errs = append(errs, fmt.Errorf("--prometheus-max-samples must be at least 1, got %d", o.promMaxSamples))
@@ -213,6 +234,12 @@ func (o *options) kubeletConfig() scraper.KubeletConfig {
 func (o *options) storageConfig() tsdb.Config {
 	size, _ := parseBytes("", o.retentionSize) // validated
 	return tsdb.Config{Dir: o.storagePath, Retention: o.retention, RetentionSize: size, Resolution: o.resolution, BlockDuration: o.blockDuration}
+}
+
+// maxResponseBytes is --history-max-response-bytes in bytes (validated already).
+func (o *options) maxResponseBytes() int {
+	n, _ := parseBytes("--history-max-response-bytes", o.historyMaxResponse)
+	return int(n)
 }
 
 func parseBytes(flag, s string) (int64, error) {

@@ -263,6 +263,10 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 		Log:        log.With("component", "apiserver"),
 	}
 	o.server.SelfAuthorizedPaths = []string{httpapi.Prefix + "*", prometheusPrefix + "/*"}
+	// The read APIs have limits of their own (below), apart from metrics.k8s.io's
+	// --max-requests-inflight and --request-timeout: history load never takes the HPA's
+	// places.
+	o.server.OwnLimitPaths = o.server.SelfAuthorizedPaths
 	if err := o.server.ApplyTo(apiCfg); err != nil {
 		return nil, fmt.Errorf("configure API server: %w", err)
 	}
@@ -270,37 +274,48 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
 	}
-	// One query budget guards the TSDB for both read APIs.
+	// One query budget guards the TSDB for both read APIs, and one in-flight limit bounds
+	// their requests (and so the responses held while slow clients read them).
 	queries, err := budget.New(budget.DefaultSize)
 	if err != nil {
 		return nil, fmt.Errorf("create query budget: %w", err)
 	}
+	inFlight, err := budget.NewQueued(o.historyInFlight, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("create the history in-flight limit: %w", err)
+	}
 	history, err := httpapi.New(httpapi.Config{
-		Samples:      st.db,
-		Catalog:      st.catalog,
-		Authorizer:   apiCfg.Generic.Authorization.Authorizer,
-		Resolution:   o.resolution,
-		MaxPoints:    o.historyMaxPoints,
-		MaxSeries:    o.historyMaxSeries,
-		QueryTimeout: o.historyQueryTimeout,
-		Budget:       queries,
-		Log:          log.With("component", "history"),
-		Registerer:   reg,
+		Samples:          st.db,
+		Catalog:          st.catalog,
+		Authorizer:       apiCfg.Generic.Authorization.Authorizer,
+		Resolution:       o.resolution,
+		MaxPoints:        o.historyMaxPoints,
+		MaxSeries:        o.historyMaxSeries,
+		QueryTimeout:     o.historyQueryTimeout,
+		MaxResponseBytes: o.maxResponseBytes(),
+		WriteTimeout:     o.historyWriteTimeout,
+		Budget:           queries,
+		InFlight:         inFlight,
+		Log:              log.With("component", "history"),
+		Registerer:       reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create history API: %w", err)
 	}
 	srv.HandlePrefix(httpapi.Prefix, history)
 	prom, err := promapi.New(promapi.Config{
-		Prefix:      prometheusPrefix + "/api/v1",
-		Queryable:   st.db.Queryable(),
-		Authorize:   httpapi.RequireNodeMetrics(apiCfg.Generic.Authorization.Authorizer),
-		Revision:    "hindsight " + version,
-		Timeout:     o.historyQueryTimeout,
-		MaxSamples:  o.promMaxSamples,
-		Budget:      queries,
-		Unavailable: []error{tsdb.ErrClosed},
-		Registerer:  reg,
+		Prefix:           prometheusPrefix + "/api/v1",
+		Queryable:        st.db.Queryable(),
+		Authorize:        httpapi.RequireNodeMetrics(apiCfg.Generic.Authorization.Authorizer),
+		Revision:         "hindsight " + version,
+		Timeout:          o.historyQueryTimeout,
+		MaxSamples:       o.promMaxSamples,
+		MaxResponseBytes: o.maxResponseBytes(),
+		WriteTimeout:     o.historyWriteTimeout,
+		Budget:           queries,
+		InFlight:         inFlight,
+		Unavailable:      []error{tsdb.ErrClosed},
+		Registerer:       reg,
 	}, log.With("component", "promapi"))
 	if err != nil {
 		return nil, fmt.Errorf("create Prometheus API: %w", err)

@@ -32,6 +32,14 @@ const (
 	DefaultMaxSamples    = 50_000_000
 	DefaultTimeout       = 2 * time.Minute
 	DefaultLookbackDelta = 5 * time.Minute
+	// DefaultListLimit is the default and largest limit of /series, /labels and
+	// /label/<name>/values: a longer answer is cut, with a warning, as Prometheus cuts one
+	// at its limit parameter.
+	DefaultListLimit = 10_000
+	// DefaultMaxResponseBytes bounds one encoded response (before gzip).
+	DefaultMaxResponseBytes = 64 << 20
+	// DefaultWriteTimeout bounds the writing of one response to the client.
+	DefaultWriteTimeout = 30 * time.Second
 )
 
 // subqueryStep is the step of a subquery written without one (rate(x[5m:])): Prometheus
@@ -64,12 +72,27 @@ type Config struct {
 	MaxSamples int
 	// Timeout bounds a request, its wait for a query slot included. Default 2m.
 	Timeout time.Duration
+	// ListLimit is the limit of /series, /labels and /label/<name>/values when the
+	// request gives none (or 0), and the largest a request may give. Default 10,000.
+	ListLimit int
+	// MaxResponseBytes bounds one encoded response; a larger one fails with 422. The
+	// encoding's memory is bounded by MaxSamples. Default 64 MiB.
+	MaxResponseBytes int
+	// WriteTimeout bounds the writing of one response: a client that reads slower is
+	// cut off. The query slot is released before writing. Default 30s.
+	WriteTimeout time.Duration
 	// LookbackDelta is how far back an instant vector looks for a sample. Default 5m.
 	LookbackDelta time.Duration
 	// Budget bounds the requests that read storage at once, shared with the other APIs
-	// that read the same storage; the others wait. Nil means a budget of this handler's
-	// own, of budget.DefaultSize (4).
+	// that read the same storage. A request takes a slot after it is authorized and
+	// releases it once its response is encoded, before writing; when the budget's short
+	// queue is full or its wait runs out it answers 429 with Retry-After. Nil means a
+	// budget of this handler's own (budget.New(budget.DefaultSize)).
 	Budget *budget.Budget
+	// InFlight bounds the requests served at once, from authorization to the last byte
+	// written, shared with the history API; a request beyond it is refused at once with
+	// 429. Nil means no limit of the handler's own.
+	InFlight *budget.Budget
 
 	// Unavailable lists errors (compared with errors.Is) that mean the storage is not
 	// serving, tsdb.ErrClosed for instance: a request failing with one of them answers
@@ -104,6 +127,9 @@ func (c Config) withDefaults() (Config, error) {
 		"max samples":    int64(c.MaxSamples),
 		"timeout":        int64(c.Timeout),
 		"lookback delta": int64(c.LookbackDelta),
+		"list limit":     int64(c.ListLimit),
+		"max response":   int64(c.MaxResponseBytes),
+		"write timeout":  int64(c.WriteTimeout),
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s is negative", name))
@@ -123,6 +149,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.LookbackDelta == 0 {
 		c.LookbackDelta = DefaultLookbackDelta
+	}
+	if c.ListLimit == 0 {
+		c.ListLimit = DefaultListLimit
+	}
+	if c.MaxResponseBytes == 0 {
+		c.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.Budget == nil {
 		c.Budget, _ = budget.New(budget.DefaultSize) // cannot fail: a positive size

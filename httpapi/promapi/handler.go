@@ -126,11 +126,24 @@ func (h *Handler) routes() *chi.Mux {
 	return m
 }
 
-// guard bounds the body and authorizes the request, whatever its path.
+// guard bounds the body, takes a place of the in-flight limit and authorizes the request,
+// whatever its path. (The query slot is taken by the endpoint, after this.)
 func (h *Handler) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		}
+		if b := h.cfg.InFlight; b != nil {
+			release, err := b.Acquire(r.Context())
+			if err != nil {
+				aerr := queueError(err)
+				if errors.Is(err, budget.ErrBusy) {
+					aerr = busyError(fmt.Sprintf("%d history and Prometheus requests are being served, the most at once", b.Size()))
+				}
+				h.metrics.instrument("busy", func(w http.ResponseWriter, r *http.Request) { h.finish(w, r, result{err: aerr}) }).ServeHTTP(w, r)
+				return
+			}
+			defer release()
 		}
 		if err := h.cfg.Authorize(r); err != nil {
 			h.log.Debug("request refused", "path", r.URL.Path, "err", err)
@@ -180,11 +193,17 @@ func formError(err error) *apiError {
 	return newError(errorBadData, fmt.Errorf("error parsing form values: %w", err))
 }
 
-// finish writes the response and releases what the result holds.
+// finish encodes the response, releases what the result holds (its query slot among
+// them), then writes it within WriteTimeout: a slow client holds no slot.
 func (h *Handler) finish(w http.ResponseWriter, r *http.Request, res result) {
-	if res.done != nil {
-		defer res.done()
+	var body []byte
+	if res.err == nil {
+		body, res.err = h.encodeSuccess(res)
 	}
+	if res.done != nil {
+		res.done()
+	}
+	h.setWriteDeadline(w, r)
 	if res.err != nil {
 		switch {
 		case res.err.typ == errorCanceled:
@@ -193,26 +212,37 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, res result) {
 			h.log.Warn("request failed", "path", r.URL.Path, "type", res.err.typ, "err", res.err.err)
 		}
 		writeError(w, res.err)
-	} else {
-		writeSuccess(w, h.log, res)
-	}
-}
-
-// writeSuccess writes {"status":"success","data":...,"warnings":[...],"infos":[...]}
-// through Prometheus' own codec.
-func writeSuccess(w http.ResponseWriter, log *slog.Logger, res result) {
-	warns, infos := res.warnings.AsStrings(res.query, 10, 10)
-	b, err := v1.JSONCodec{}.Encode(&v1.Response{Status: "success", Data: res.data, Warnings: warns, Infos: infos})
-	if err != nil {
-		log.Error("encoding response", "err", err)
-		writeError(w, newError(errorInternal, fmt.Errorf("encode response: %w", err)))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	if _, err := w.Write(b); err != nil {
-		log.Debug("writing response", "err", err)
+	if _, err := w.Write(body); err != nil {
+		h.log.Debug("writing response", "err", err)
 	}
+}
+
+// setWriteDeadline bounds the writing of the response where the connection supports it
+// (HTTP/1 and HTTP/2 do).
+func (h *Handler) setWriteDeadline(w http.ResponseWriter, r *http.Request) {
+	err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		h.log.Debug("setting a write deadline", "path", r.URL.Path, "err", err)
+	}
+}
+
+// encodeSuccess encodes {"status":"success","data":...,"warnings":[...],"infos":[...]}
+// through Prometheus' own codec, at most MaxResponseBytes of it.
+func (h *Handler) encodeSuccess(res result) ([]byte, *apiError) {
+	warns, infos := res.warnings.AsStrings(res.query, 10, 10)
+	b, err := v1.JSONCodec{}.Encode(&v1.Response{Status: "success", Data: res.data, Warnings: warns, Infos: infos})
+	if err != nil {
+		h.log.Error("encoding response", "err", err)
+		return nil, newError(errorInternal, fmt.Errorf("encode response: %w", err))
+	}
+	if len(b) > h.cfg.MaxResponseBytes {
+		return nil, newError(errorExec, fmt.Errorf("the response is %d bytes, more than the limit of %d: narrow the query, use a larger step or a limit", len(b), h.cfg.MaxResponseBytes))
+	}
+	return b, nil
 }
 
 // writeError writes {"status":"error","errorType":...,"error":...}, as Prometheus'
@@ -224,6 +254,9 @@ func writeError(w http.ResponseWriter, e *apiError) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if e.code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", budget.RetryAfter)
+	}
 	w.WriteHeader(e.code)
 	_, _ = w.Write(b) // the client is gone; nothing to do
 }
@@ -251,11 +284,22 @@ func (h *Handler) requestContext(r *http.Request) (context.Context, context.Canc
 	return ctx, cancel, nil
 }
 
-// acquire waits for a slot of the query budget while ctx lasts and returns its release.
+// acquire takes a slot of the query budget, waiting in its short queue while ctx lasts,
+// and returns its release. A full budget answers 429 with Retry-After.
 func (h *Handler) acquire(ctx context.Context) (func(), *apiError) {
 	release, err := h.budget.Acquire(ctx)
+	if errors.Is(err, budget.ErrBusy) {
+		return nil, busyError(fmt.Sprintf("all %d query slots (shared with the history API) are taken and %d more queries wait", h.budget.Size(), h.budget.Queue()))
+	}
 	if err != nil {
 		return nil, queueError(err)
 	}
 	return release, nil
+}
+
+// busyError is 429 Too Many Requests (of type unavailable: Prometheus has no type of its
+// own for it), saying why; writeError adds Retry-After.
+func busyError(why string) *apiError {
+	return &apiError{typ: errorUnavailable, code: http.StatusTooManyRequests,
+		err: fmt.Errorf("%s: try again in %ss", why, budget.RetryAfter)}
 }

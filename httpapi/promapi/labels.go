@@ -28,11 +28,15 @@ type openQuerier struct {
 }
 
 // open parses the parameters common to series, labels and label values, then takes a
-// slot and a querier.
+// slot and a querier. The limit is the request's, at most Config.ListLimit, which is
+// also the default.
 func (h *Handler) open(r *http.Request, matchRequired bool) (*openQuerier, *apiError) {
 	limit, aerr := limitParam(r)
 	if aerr != nil {
 		return nil, aerr
+	}
+	if limit == 0 || limit > h.cfg.ListLimit {
+		limit = h.cfg.ListLimit // cut with a warning past it, as at an asked-for limit
 	}
 	start, end, aerr := timeRange(r, h.now())
 	if aerr != nil {

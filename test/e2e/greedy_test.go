@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+	"k8s.io/utils/ptr"
+
+	"github.com/hindsight-metrics/hindsight/test/cluster"
+)
+
+// Greedy clients: how many, and how slowly they read.
+const (
+	greedyHistoryClients = 24 // namespace-scoped, heavy /history/v1 queries
+	greedyPromClients    = 8  // node readers, heavy PromQL range queries
+	greedyReadBytes      = 4 << 10
+	greedyReadEvery      = 50 * time.Millisecond // 80 KiB/s per client
+	greedySamples        = 80                    // latency samples per phase and API
+)
+
+// TestGreedyClients: dozens of namespace-scoped clients send heavy history queries and
+// node readers heavy PromQL queries, all reading their responses slowly, while an HPA
+// scales and kubectl top's list runs: the metrics.k8s.io latency (through the
+// aggregator, as kubectl top and the HPA read it) stays within 2× of the unloaded figure
+// measured in the same test, and the HPA scales.
+func TestGreedyClients(t *testing.T) {
+	c := cluster.New(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	createFleet(ctx, t, c, smokePods)
+	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: 10 * time.Second, Register: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := metricsclient.NewForConfig(c.RESTConfig()) // through the aggregator
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := firstAnswer(ctx, mc, len(smokePods), 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	req := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")}
+	if _, err := c.CreateDeployment(ctx, cluster.DeploymentSpec{
+		Namespace: "hpa", Name: "load", Node: "kwok-a", Replicas: 1, Requests: req,
+		Usage: cluster.Usage{CPU: "40m", Memory: "32Mi"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The kubectl top list (every pod) and the HPA's read (the pods of one namespace).
+	reads := map[string]func(context.Context) error{
+		"top": func(ctx context.Context) error {
+			_, err := mc.MetricsV1beta1().PodMetricses("").List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"hpa": func(ctx context.Context) error {
+			_, err := mc.MetricsV1beta1().PodMetricses("hpa").List(ctx, metav1.ListOptions{})
+			return err
+		},
+	}
+	measure := func(phase string) map[string][2]float64 {
+		out := map[string][2]float64{}
+		for name, read := range reads {
+			var ms []float64
+			for range greedySamples {
+				start := time.Now()
+				if err := read(ctx); err != nil {
+					t.Fatalf("%s %s: %v", phase, name, err)
+				}
+				ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+			}
+			out[name] = [2]float64{percentile(ms, 0.5), percentile(ms, 0.95)}
+			t.Logf("%s %s: p50 %.1f ms, p95 %.1f ms", phase, name, out[name][0], out[name][1])
+		}
+		return out
+	}
+	unloaded := measure("unloaded")
+
+	// The greedy clients.
+	clients, err := greedyClients(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Now().Add(-3 * time.Hour).UTC().Format(time.RFC3339)
+	historyPath := "/history/v1/namespaces/default/pods?resource=cpu,memory&step=1s&start=" + from
+	promPath := fmt.Sprintf("/prometheus/api/v1/query_range?query=%s&start=%d&end=%d&step=1",
+		"sum+by+(pod)(rate(container_cpu_usage_seconds_total[5m]))", time.Now().Add(-3*time.Hour).Unix(), time.Now().Unix())
+	var statuses sync.Map // status → *atomic.Int64
+	count := func(key string) {
+		v, _ := statuses.LoadOrStore(key, new(atomic.Int64))
+		v.(*atomic.Int64).Add(1)
+	}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i, hc := range clients {
+		path := historyPath
+		if i >= greedyHistoryClients {
+			path = promPath
+		}
+		wg.Go(func() {
+			for loadCtx.Err() == nil {
+				count(slowGet(loadCtx, hc, fmt.Sprintf("https://127.0.0.1:%d%s", h.Port, path)))
+			}
+		})
+	}
+	// Load is on once the first responses are being read.
+	answered := func(key string) bool {
+		v, ok := statuses.Load(key)
+		return ok && v.(*atomic.Int64).Load() > 0
+	}
+	if err := cluster.Poll(ctx, time.Minute, 100*time.Millisecond, "greedy clients to get answers", func(context.Context) (bool, error) {
+		return answered("200") || answered("429"), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The HPA scales while the load runs.
+	hpaDone := make(chan error, 1)
+	go func() { hpaDone <- scaleUp(ctx, c) }()
+	loaded := measure("loaded")
+	if err := <-hpaDone; err != nil {
+		t.Errorf("HPA under load: %v", err)
+	}
+	stopLoad()
+	wg.Wait()
+	statuses.Range(func(k, v any) bool {
+		t.Logf("greedy responses %s: %d", k, v.(*atomic.Int64).Load())
+		return true
+	})
+	for name := range reads {
+		for i, q := range []string{"p50", "p95"} {
+			ratio := loaded[name][i] / unloaded[name][i]
+			t.Logf("%s %s loaded/unloaded: %.2f (%.1f ms / %.1f ms)", name, q, ratio, loaded[name][i], unloaded[name][i])
+			if ratio > 2 {
+				t.Errorf("%s %s under greedy clients is %.2f× the unloaded figure, want at most 2×", name, q, ratio)
+			}
+		}
+	}
+}
+
+// greedyClients returns the HTTP clients of the greedy users: greedyHistoryClients
+// service accounts that may read pod metrics in the namespace default only, then
+// greedyPromClients that may read node metrics (the Prometheus API needs it).
+func greedyClients(ctx context.Context, c *cluster.Cluster) ([]*http.Client, error) {
+	var out []*http.Client
+	for i := range greedyHistoryClients + greedyPromClients {
+		name := fmt.Sprintf("greedy-%d", i)
+		token, err := readerToken(ctx, c, "default", name, i >= greedyHistoryClients)
+		if err != nil {
+			return nil, err
+		}
+		if i < greedyHistoryClients {
+			rb := &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:aggregated-metrics-reader"},
+				Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: "default"}},
+			}
+			if _, err := c.Client().RbacV1().RoleBindings("default").Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+				return nil, fmt.Errorf("bind %s: %w", name, err)
+			}
+		}
+		hc, err := tokenHTTP(c, token)
+		if err != nil {
+			return nil, err
+		}
+		hc.Timeout = time.Minute
+		out = append(out, hc)
+	}
+	return out, nil
+}
+
+// slowGet gets url and reads the body greedyReadBytes every greedyReadEvery; it returns
+// the status (or the error's kind) and the size class, for counting.
+func slowGet(ctx context.Context, hc *http.Client, url string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "request error"
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "stopped"
+		}
+		return "transport error"
+	}
+	defer resp.Body.Close()
+	tick := time.NewTicker(greedyReadEvery)
+	defer tick.Stop()
+	buf := make([]byte, greedyReadBytes)
+	for {
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return fmt.Sprint(resp.StatusCode)
+			}
+			if ctx.Err() != nil {
+				return "stopped"
+			}
+			return fmt.Sprintf("%d cut off", resp.StatusCode)
+		}
+		select {
+		case <-ctx.Done():
+			return "stopped"
+		case <-tick.C:
+		}
+	}
+}
+
+// scaleUp is the short HPA scenario: 40 % utilisation read, then 200 %: 4 replicas.
+func scaleUp(ctx context.Context, c *cluster.Cluster) error {
+	hpas := c.Client().AutoscalingV2().HorizontalPodAutoscalers("hpa")
+	if _, err := hpas.Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: "hpa"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "load"},
+			MinReplicas:    ptr.To[int32](1),
+			MaxReplicas:    4,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name:   corev1.ResourceCPU,
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
+			}}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	waitHPA := func(what string, timeout time.Duration, cond func(*autoscalingv2.HorizontalPodAutoscaler) bool) error {
+		return cluster.Poll(ctx, timeout, time.Second, what, func(ctx context.Context) (bool, error) {
+			h, err := hpas.Get(ctx, "load", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return cond(h), nil
+		})
+	}
+	if err := waitHPA("HPA to read a utilisation", 2*time.Minute, func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		for _, m := range h.Status.CurrentMetrics {
+			if m.Resource != nil && m.Resource.Current.AverageUtilization != nil {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return err
+	}
+	if err := c.SetDeploymentUsage(ctx, "hpa", "load", cluster.Usage{CPU: "200m", Memory: "32Mi"}); err != nil {
+		return err
+	}
+	return waitHPA("HPA to scale up to 4", 4*time.Minute, func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		return h.Status.DesiredReplicas == 4
+	})
+}
