@@ -55,6 +55,12 @@ func isForbidden(err error) bool {
 	return errors.As(err, &ae) && ae.status == http.StatusForbidden
 }
 
+// isNotFound reports whether err is a 404.
+func isNotFound(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.status == http.StatusNotFound
+}
+
 // errUnauthenticated answers a request without a user.
 var errUnauthenticated = &apiError{status: http.StatusUnauthorized, reason: "Unauthorized", msg: "authentication required"}
 
