@@ -510,7 +510,8 @@ func (h *Handler) workload(ctx context.Context, r *http.Request, q *query) (*res
 	if !ok {
 		return nil, notFound("no history endpoint for %q: known workloads are deployments, statefulsets, daemonsets, replicasets, jobs and cronjobs", plural)
 	}
-	if _, err := h.readNamespace(ctx, q, ns); err != nil {
+	since, err := h.readNamespace(ctx, q, ns)
+	if err != nil {
 		return nil, err
 	}
 	from, to := q.window()
@@ -523,13 +524,14 @@ func (h *Handler) workload(ctx context.Context, r *http.Request, q *query) (*res
 		if err != nil {
 			return nil, fmt.Errorf("look up the pods of %s %s/%s: %w", kind, ns, name, err)
 		}
+		ever = slices.DeleteFunc(ever, func(p catalog.PodRecord) bool { return p.FirstSeen.Before(since) }) // earlier incarnations
 		if len(ever) == 0 {
 			return nil, notFound("no pod of %s %s/%s was ever seen", kind, ns, name)
 		}
 	}
-	if q.selector != nil {
-		recs = slices.DeleteFunc(recs, func(p catalog.PodRecord) bool { return !q.selector.Matches(labels.Set(p.Labels)) })
-	}
+	recs = slices.DeleteFunc(recs, func(p catalog.PodRecord) bool {
+		return p.FirstSeen.Before(since) || (q.selector != nil && !q.selector.Matches(labels.Set(p.Labels)))
+	})
 	if q.by == "pod" {
 		return h.podSeries(ctx, q, ns, recs, tsdb.ObjectPod)
 	}

@@ -51,7 +51,9 @@ func (h *Handler) queryable(r *http.Request, named []string) (storage.Queryable,
 	}
 	seen := map[string]struct{}{}
 	for _, ns := range append(slices.Clone(r.Form[namespaceParam]), named...) {
-		seen[ns] = struct{}{}
+		if ns != "" { // namespace= names nothing
+			seen[ns] = struct{}{}
+		}
 	}
 	if len(seen) > MaxNamespaces {
 		return nil, badParam(namespaceParam, fmt.Errorf("%d namespaces named, at most %d allowed", len(seen), MaxNamespaces))
