@@ -68,6 +68,12 @@ func busyError(err error, what string) error {
 		msg: what + ": try again in " + budget.RetryAfter + "s"}
 }
 
+// isNotFound reports whether err is a 404.
+func isNotFound(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.status == http.StatusNotFound
+}
+
 // errUnauthenticated answers a request without a user.
 var errUnauthenticated = &apiError{status: http.StatusUnauthorized, reason: "Unauthorized", msg: "authentication required"}
 

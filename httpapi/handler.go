@@ -67,6 +67,9 @@ type Config struct {
 	Samples    Samples
 	Catalog    Catalog
 	Authorizer Authorizer
+	// Namespaces, when not nil, gives each namespace's current incarnation: readers who
+	// are not cluster-wide see a namespace's history from its creation on (authz.go).
+	Namespaces Namespaces
 	// Resolution is the scrape interval (--metric-resolution): the smallest default step.
 	// 0 means 15s.
 	Resolution time.Duration

@@ -190,6 +190,7 @@ type informerSet struct {
 	factory     informers.SharedInformerFactory
 	nodes       corev1informers.NodeInformer
 	pods        corev1informers.PodInformer
+	namespaces  corev1informers.NamespaceInformer // the read APIs' namespace incarnations
 	replicaSets appsv1informers.ReplicaSetInformer
 	jobs        batchv1informers.JobInformer
 }
@@ -201,11 +202,13 @@ func newInformers(client kubernetes.Interface) *informerSet {
 		factory:     factory,
 		nodes:       factory.Core().V1().Nodes(),
 		pods:        factory.Core().V1().Pods(),
+		namespaces:  factory.Core().V1().Namespaces(),
 		replicaSets: factory.Apps().V1().ReplicaSets(),
 		jobs:        factory.Batch().V1().Jobs(),
 	}
 	// Taking the informers registers them with the factory, so that Start starts them.
 	s.nodes.Informer()
+	s.namespaces.Informer()
 	s.replicaSets.Informer()
 	s.jobs.Informer()
 	_ = s.pods.Informer().SetTransform(inventory.TransformPod) // not started yet: cannot fail
@@ -274,6 +277,7 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
 	}
+	namespaces := inventory.Namespaces{Lister: inf.namespaces.Lister()}
 	// One query budget guards the TSDB for both read APIs, and one in-flight limit bounds
 	// their requests (and so the responses held while slow clients read them).
 	queries, err := budget.New(budget.DefaultSize)
@@ -288,6 +292,7 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 		Samples:          st.db,
 		Catalog:          st.catalog,
 		Authorizer:       apiCfg.Generic.Authorization.Authorizer,
+		Namespaces:       namespaces,
 		Resolution:       o.resolution,
 		MaxPoints:        o.historyMaxPoints,
 		MaxSeries:        o.historyMaxSeries,
@@ -306,7 +311,8 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 	prom, err := promapi.New(promapi.Config{
 		Prefix:           prometheusPrefix + "/api/v1",
 		Queryable:        st.db.Queryable(),
-		Authorize:        httpapi.RequireNodeMetrics(apiCfg.Generic.Authorization.Authorizer),
+		Authorize:        httpapi.RequireUser,
+		Scope:            httpapi.PrometheusScope(apiCfg.Generic.Authorization.Authorizer, namespaces),
 		Revision:         "hindsight " + version,
 		Timeout:          o.historyQueryTimeout,
 		MaxSamples:       o.promMaxSamples,

@@ -62,6 +62,12 @@ type Config struct {
 	// parsed, with the request body already bounded to MaxBodyBytes.
 	Authorize func(r *http.Request) error
 
+	// Scope, when not nil, decides which series each query, series, labels and label
+	// values request reads (see Scope and the package documentation's Authorization):
+	// it is called once per request, after Authorize, with the namespaces the request
+	// names. Nil means every request that Authorize lets through reads every series.
+	Scope ScopeFunc
+
 	// Version is status/buildinfo's version. Grafana reads it as a Prometheus version
 	// when it detects the data source's features, so the default is EngineVersion().
 	Version string

@@ -32,7 +32,7 @@
 // {"status":"error","errorType":...,"error":...} with these status codes:
 //
 //	400 bad_data      a parameter that does not parse or exceeds a limit
-//	403 forbidden     Config.Authorize refused the request
+//	403 forbidden     Config.Authorize or Config.Scope refused the request
 //	404 not_found     an endpoint that is not served
 //	422 execution     the query failed while running (too many samples, for example)
 //	503 timeout       the timeout passed, waiting for a query slot or running
@@ -60,4 +60,20 @@
 // answers 403 with the error's text. Note that Prometheus clients (client_golang, hence
 // promtool) retry a POST refused with 403 as a GET, so Authorize may be called twice for
 // one client call.
+//
+// # Tenancy
+//
+// Config.Scope, when set, decides per request which series query, query_range, series,
+// labels and label/<name>/values read (tenant.go). The request names namespaces with
+// namespace="x" and namespace=~"x|y" matchers in its selectors and with namespace
+// parameters (at most MaxNamespaces in all); Scope gets them, deduplicated and sorted,
+// once per request, and answers a Scope: everything, or the node series (no namespace
+// label) and/or some namespaces, each from a start time (its current incarnation's
+// creation). Anything else is not the request's to read: the storage the engine and the
+// endpoints get is wrapped so that every Select, hence every selector, subquery and
+// function argument, gets the matcher namespace="x" of each part of the scope and the
+// part's start; label names and values are read from those series (the TSDB's index
+// would answer for whole blocks, and its open head chunks overlap every range). A Scope
+// error answers 403. Package httpapi's PrometheusScope is the rule cmd wires: RBAC
+// through SubjectAccessReviews and the namespace informer's incarnations.
 package promapi

@@ -46,6 +46,10 @@ func (h *Handler) open(r *http.Request, matchRequired bool) (*openQuerier, *apiE
 	if aerr != nil {
 		return nil, aerr
 	}
+	queryable, aerr := h.queryable(r, namedNamespaces(sets))
+	if aerr != nil {
+		return nil, aerr
+	}
 	ctx, cancel, aerr := h.requestContext(r)
 	if aerr != nil {
 		return nil, aerr
@@ -56,7 +60,7 @@ func (h *Handler) open(r *http.Request, matchRequired bool) (*openQuerier, *apiE
 		return nil, aerr
 	}
 	mint, maxt := timestamp.FromTime(start), timestamp.FromTime(end)
-	q, err := h.cfg.Queryable.Querier(mint, maxt)
+	q, err := queryable.Querier(mint, maxt)
 	if err != nil {
 		release()
 		cancel()

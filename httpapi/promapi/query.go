@@ -26,8 +26,12 @@ func (h *Handler) query(r *http.Request) result {
 	if aerr != nil {
 		return result{err: aerr}
 	}
+	q, aerr := h.queryQueryable(r, qs)
+	if aerr != nil {
+		return result{err: aerr}
+	}
 	return h.runQuery(r, qs, func(ctx context.Context, opts promql.QueryOpts) (promql.Query, error) {
-		return h.engine.NewInstantQuery(ctx, h.cfg.Queryable, opts, qs, ts)
+		return h.engine.NewInstantQuery(ctx, q, opts, qs, ts)
 	})
 }
 
@@ -59,8 +63,12 @@ func (h *Handler) queryRange(r *http.Request) result {
 	if end.Sub(start)/step > MaxPoints {
 		return result{err: newError(errorBadData, errTooManyPoints)}
 	}
+	q, aerr := h.queryQueryable(r, qs)
+	if aerr != nil {
+		return result{err: aerr}
+	}
 	return h.runQuery(r, qs, func(ctx context.Context, opts promql.QueryOpts) (promql.Query, error) {
-		return h.engine.NewRangeQuery(ctx, h.cfg.Queryable, opts, qs, start, end, step)
+		return h.engine.NewRangeQuery(ctx, q, opts, qs, start, end, step)
 	})
 }
 
