@@ -25,6 +25,7 @@ import (
 // earlier incarnation, through PromQL and the history API, while a cluster-wide reader
 // reads both.
 func TestTenancy(t *testing.T) {
+	pending(t)
 	c := cluster.New(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
