@@ -167,7 +167,9 @@ func TestRBAC(t *testing.T) {
 				if strings.Contains(res, "/") {
 					continue // a kubelet's authorization, not the kube-apiserver's
 				}
-				re := regexp.MustCompile(`cannot (list|watch) resource "` + regexp.QuoteMeta(res) + `" in API group "` + regexp.QuoteMeta(first.group) + `"`)
+				// The log is slog's text format, which escapes the quotes of the error it quotes.
+				q := `\\?"`
+				re := regexp.MustCompile(`cannot (list|watch) resource ` + q + regexp.QuoteMeta(res) + q + ` in API group ` + q + regexp.QuoteMeta(first.group) + q)
 				if err := cluster.Poll(ctx, 60*time.Second, 250*time.Millisecond, "a forbidden "+res+" in Hindsight's log", func(context.Context) (bool, error) {
 					return re.MatchString(lastRun(h)), nil
 				}); err != nil {
