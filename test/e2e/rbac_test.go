@@ -55,7 +55,6 @@ func (a access) String() string { return fmt.Sprintf("%s %s.%s", a.verb, a.resou
 //     SubjectAccessReviews) equals the set the role grants;
 //   - with each rule taken away in turn, Hindsight fails in the way that rule explains.
 func TestRBAC(t *testing.T) {
-	pending(t)
 	c := cluster.New(t, cluster.Options{AuditPolicy: rbacAuditPolicy})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
