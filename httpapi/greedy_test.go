@@ -4,83 +4,19 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hindsight-metrics/hindsight/internal/testhttp"
 )
-
-// slowWriter is a client that reads slowly: its Write blocks until the test lets the
-// client read, or until the write deadline the handler set passes.
-type slowWriter struct {
-	header  http.Header
-	started chan struct{} // closed at the first Write
-	read    chan struct{} // closed by the test: the client reads
-
-	mu       sync.Mutex
-	code     int
-	deadline time.Time
-	body     bytes.Buffer
-	once     sync.Once
-}
-
-func newSlowWriter() *slowWriter {
-	return &slowWriter{header: http.Header{}, started: make(chan struct{}), read: make(chan struct{})}
-}
-
-func (w *slowWriter) Header() http.Header { return w.header }
-
-func (w *slowWriter) WriteHeader(code int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.code == 0 {
-		w.code = code
-	}
-}
-
-func (w *slowWriter) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	w.once.Do(func() { close(w.started) })
-	w.mu.Lock()
-	deadline := w.deadline
-	w.mu.Unlock()
-	var expired <-chan time.Time
-	if !deadline.IsZero() {
-		timer := time.NewTimer(time.Until(deadline))
-		defer timer.Stop()
-		expired = timer.C
-	}
-	select {
-	case <-w.read:
-	case <-expired:
-		return 0, os.ErrDeadlineExceeded
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.body.Write(p)
-}
-
-// SetWriteDeadline is what http.ResponseController calls.
-func (w *slowWriter) SetWriteDeadline(t time.Time) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.deadline = t
-	return nil
-}
 
 // serveSlow serves path as user to a slow reader in the background; done is closed when
 // the handler returns.
-func serveSlow(h http.Handler, user, path string) (w *slowWriter, done chan struct{}) {
-	w = newSlowWriter()
-	done = make(chan struct{})
-	go func() {
-		defer close(done)
-		r := httptest.NewRequest(http.MethodGet, path, nil)
-		r.Header.Set(userHeader, user)
-		h.ServeHTTP(w, r)
-	}()
-	return w, done
+func serveSlow(h http.Handler, user, path string) (w *testhttp.SlowWriter, done chan struct{}) {
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	r.Header.Set(userHeader, user)
+	return testhttp.Serve(h, r)
 }
 
 // TestSlowReaderFreesSlot: a client that reads its response slowly holds no query
@@ -94,14 +30,14 @@ func TestSlowReaderFreesSlot(t *testing.T) {
 	path := "/history/v1/nodes/n1?resource=cpu&" + goldenRange
 
 	slow, done := serveSlow(h, "admin", path)
-	<-slow.started // the response is being written, slowly
+	<-slow.Started // the response is being written, slowly
 	if w := get(t, h, "admin", path); w.Code != http.StatusOK {
 		t.Fatalf("a query while a slow client reads: status %d, want 200: %s", w.Code, w.Body)
 	}
-	close(slow.read)
+	close(slow.Read)
 	<-done
-	if slow.code != http.StatusOK || slow.body.Len() == 0 {
-		t.Fatalf("the slow client got %d with %d bytes", slow.code, slow.body.Len())
+	if slow.Code() != http.StatusOK || len(slow.Body()) == 0 {
+		t.Fatalf("the slow client got %d with %d bytes", slow.Code(), len(slow.Body()))
 	}
 }
 
@@ -117,7 +53,7 @@ func TestForbiddenTakesNoSlot(t *testing.T) {
 	h := newTestHandler(t, cfg)
 
 	first, done := serveSlow(h, "admin", "/history/v1/nodes/n1?resource=cpu&"+goldenRange)
-	close(first.read) // the first client reads at once
+	close(first.Read) // the first client reads at once
 	<-bs.entered      // the only slot is taken
 	for _, c := range []struct{ user, path string }{
 		{"alice", "/history/v1/nodes?" + goldenRange},
@@ -146,7 +82,7 @@ func TestWriteTimeout(t *testing.T) {
 
 	before := time.Now()
 	slow, done := serveSlow(h, "admin", path)
-	<-slow.started
+	<-slow.Started
 	// The client never reads: the handler returns at the deadline.
 	w := get(t, h, "admin", path)
 	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1" {
@@ -161,15 +97,13 @@ func TestWriteTimeout(t *testing.T) {
 		t.Fatal("the handler still writes to a client that does not read, 10s after a write timeout of 50ms")
 	}
 	after := time.Now()
-	slow.mu.Lock()
-	deadline := slow.deadline
-	slow.mu.Unlock()
+	deadline := slow.Deadline()
 	if deadline.Before(before.Add(cfg.WriteTimeout)) || deadline.After(after.Add(cfg.WriteTimeout)) {
 		t.Errorf("write deadline %s, want WriteTimeout (%s) after the handler began writing, between %s and %s",
 			deadline.Format(time.StampMicro), cfg.WriteTimeout, before.Add(cfg.WriteTimeout).Format(time.StampMicro), after.Add(cfg.WriteTimeout).Format(time.StampMicro))
 	}
-	if slow.body.Len() != 0 {
-		t.Errorf("the client that never read got %d bytes", slow.body.Len())
+	if len(slow.Body()) != 0 {
+		t.Errorf("the client that never read got %d bytes", len(slow.Body()))
 	}
 	if w := get(t, h, "admin", path); w.Code != http.StatusOK {
 		t.Errorf("a query once the slow client was cut off: status %d: %s", w.Code, w.Body)

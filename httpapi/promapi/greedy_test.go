@@ -1,84 +1,17 @@
 package promapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hindsight-metrics/hindsight/httpapi/budget"
+	"github.com/hindsight-metrics/hindsight/internal/testhttp"
 )
-
-// slowWriter is a client that reads slowly: its Write blocks until the test lets the
-// client read, or until the write deadline the handler set passes.
-type slowWriter struct {
-	header  http.Header
-	started chan struct{} // closed at the first Write
-	read    chan struct{} // closed by the test: the client reads
-
-	mu       sync.Mutex
-	code     int
-	deadline time.Time
-	body     bytes.Buffer
-	once     sync.Once
-}
-
-func (w *slowWriter) Header() http.Header { return w.header }
-
-func (w *slowWriter) WriteHeader(code int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.code == 0 {
-		w.code = code
-	}
-}
-
-func (w *slowWriter) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	w.once.Do(func() { close(w.started) })
-	w.mu.Lock()
-	deadline := w.deadline
-	w.mu.Unlock()
-	var expired <-chan time.Time
-	if !deadline.IsZero() {
-		timer := time.NewTimer(time.Until(deadline))
-		defer timer.Stop()
-		expired = timer.C
-	}
-	select {
-	case <-w.read:
-	case <-expired:
-		return 0, os.ErrDeadlineExceeded
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.body.Write(p)
-}
-
-func (w *slowWriter) SetWriteDeadline(t time.Time) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.deadline = t
-	return nil
-}
-
-// serveSlow serves r to a slow reader in the background; done is closed when the
-// handler returns.
-func serveSlow(h http.Handler, r *http.Request) (w *slowWriter, done chan struct{}) {
-	w = &slowWriter{header: http.Header{}, started: make(chan struct{}), read: make(chan struct{})}
-	done = make(chan struct{})
-	go func() {
-		defer close(done)
-		h.ServeHTTP(w, r)
-	}()
-	return w, done
-}
 
 func queuedBudget(t *testing.T, size, queue int, wait time.Duration) *budget.Budget {
 	t.Helper()
@@ -96,8 +29,8 @@ var greedyRange = url.Values{"query": {"rate(node_cpu_usage_seconds_total[1m])"}
 func TestBusyAnswers429(t *testing.T) {
 	bq := newBlockingQueryable(openDB(t))
 	h := newHandler(t, bq, func(c *Config) { c.Budget = queuedBudget(t, 1, 0, 0) })
-	first, done := serveSlow(h, request(t.Context(), http.MethodGet, prefix+"/query_range", greedyRange))
-	close(first.read) // the first client reads at once
+	first, done := testhttp.Serve(h, request(t.Context(), http.MethodGet, prefix+"/query_range", greedyRange))
+	close(first.Read) // the first client reads at once
 	<-bq.entered      // the only slot is taken
 	for _, path := range []string{"/query", "/query_range", "/series", "/labels", "/label/node/values"} {
 		form := url.Values{"query": {"1"}, "match[]": {"node_cpu_usage_seconds_total"}}
@@ -123,15 +56,15 @@ func TestSlowReaderFreesSlot(t *testing.T) {
 		if path == "/query_range" {
 			form = greedyRange
 		}
-		slow, done := serveSlow(h, request(t.Context(), http.MethodGet, prefix+path, form))
-		<-slow.started
+		slow, done := testhttp.Serve(h, request(t.Context(), http.MethodGet, prefix+path, form))
+		<-slow.Started
 		if code, body := get(h, prefix+"/query_range", greedyRange); code != http.StatusOK {
 			t.Errorf("a query while a slow client reads %s: %d %s, want 200", path, code, body)
 		}
-		close(slow.read)
+		close(slow.Read)
 		<-done
-		if slow.code != http.StatusOK || !strings.HasPrefix(slow.body.String(), `{"status":"success"`) {
-			t.Errorf("the slow client of %s got %d %s", path, slow.code, slow.body.String())
+		if slow.Code() != http.StatusOK || !strings.HasPrefix(slow.Body(), `{"status":"success"`) {
+			t.Errorf("the slow client of %s got %d %s", path, slow.Code(), slow.Body())
 		}
 	}
 }
@@ -143,8 +76,8 @@ func TestInFlightAndWriteTimeout(t *testing.T) {
 		c.InFlight = queuedBudget(t, 1, 0, 0)
 		c.WriteTimeout = 50 * time.Millisecond
 	})
-	slow, done := serveSlow(h, request(t.Context(), http.MethodGet, prefix+"/query_range", greedyRange))
-	<-slow.started
+	slow, done := testhttp.Serve(h, request(t.Context(), http.MethodGet, prefix+"/query_range", greedyRange))
+	<-slow.Started
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, request(t.Context(), http.MethodGet, prefix+"/query_range", greedyRange))
 	want := `{"status":"error","errorType":"unavailable","error":"1 history and Prometheus requests are being served, the most at once: try again in 1s"}`
@@ -156,8 +89,8 @@ func TestInFlightAndWriteTimeout(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler still writes to a client that does not read, 10s after a write timeout of 50ms")
 	}
-	if slow.body.Len() != 0 {
-		t.Errorf("the client that never read got %d bytes", slow.body.Len())
+	if len(slow.Body()) != 0 {
+		t.Errorf("the client that never read got %d bytes", len(slow.Body()))
 	}
 	if code, body := get(h, prefix+"/query_range", greedyRange); code != http.StatusOK {
 		t.Errorf("once the slow client was cut off: %d %s", code, body)
