@@ -78,6 +78,15 @@ func runHelper(dir string) int {
 func startHelper(t *testing.T, dir string) (pid int, kill func()) {
 	t.Helper()
 	cmd := helperCommand(t, "hold", dir)
+	kill = startReady(t, cmd)
+	return cmd.Process.Pid, kill
+}
+
+// startReady starts cmd, a child that prints the line "ready" once it has written and then holds
+// its storage until its stdin closes, and returns once it is ready. kill ends it with
+// SIGKILL and waits for it; the test's cleanup does the same if need be.
+func startReady(t *testing.T, cmd *exec.Cmd) (kill func()) {
+	t.Helper()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -98,11 +107,14 @@ func startHelper(t *testing.T, dir string) (pid int, kill func()) {
 		})
 	}
 	t.Cleanup(kill)
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		t.Fatalf("child process: read %q, %v; want \"ready\"", line, err)
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if sc.Text() == "ready" {
+			return kill
+		}
 	}
-	return cmd.Process.Pid, kill
+	t.Fatalf("child process: no \"ready\" (%v)", sc.Err())
+	return kill
 }
 
 // openPromptly runs Open and fails the test if it has not returned within a minute: a

@@ -1,7 +1,6 @@
 package tsdb
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -122,29 +121,7 @@ func writeAndKill(t *testing.T, dir string, s roundsSpec) {
 	s.then = "hold"
 	cmd := helperCommand(t, "write", dir)
 	cmd.Env = append(cmd.Env, helperRoundsEnv+"="+s.String())
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		_ = stdin.Close()
-	}()
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if sc.Text() == "ready" {
-			return
-		}
-	}
-	t.Fatalf("write child: no \"ready\" (%v)", sc.Err())
+	startReady(t, cmd)()
 }
 
 // count compares what db holds with what writing want to a fresh storage stores: written
@@ -196,6 +173,28 @@ func flip(t *testing.T, path string, off int64, n int) {
 	}
 }
 
+// flipPart damages 16 bytes of the file at path, 1/div of the way into it.
+func flipPart(t *testing.T, path string, div int64) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip(t, path, fi.Size()/div, 16)
+}
+
+// writeAndClose writes rounds to a new DB on cfg and closes it cleanly (a chunk
+// snapshot), returning rounds.
+func writeAndClose(t *testing.T, cfg Config, rounds []Batch) []Batch {
+	t.Helper()
+	db := newTestDB(t, cfg)
+	write(t, db, rounds...)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return rounds
+}
+
 // only returns the one path matching pattern.
 func only(t *testing.T, pattern string) string {
 	t.Helper()
@@ -238,11 +237,7 @@ func TestOpenRecoversDamagedParts(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(tsdbDir, "wal", "00000002")); err != nil {
 					t.Fatalf("want a segment after the damaged one: %v", err)
 				}
-				fi, err := os.Stat(seg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				flip(t, seg, fi.Size()/3, 16)
+				flipPart(t, seg, 3)
 				return "wal/00000001", samplesOf(rounds[40:80])
 			},
 		},
@@ -252,11 +247,7 @@ func TestOpenRecoversDamagedParts(t *testing.T) {
 			name: "middle WAL segment after a snapshot",
 			part: partWALSegment,
 			build: func(t *testing.T, dir string) []Batch {
-				db := newTestDB(t, Config{Dir: dir, Resolution: res})
-				write(t, db, testRounds(0, 40, 20, res)...)
-				if err := db.Close(); err != nil {
-					t.Fatal(err)
-				}
+				writeAndClose(t, Config{Dir: dir, Resolution: res}, testRounds(0, 40, 20, res))
 				only(t, filepath.Join(dir, tsdbSubdir, "chunk_snapshot.000000.*"))
 				for s := 1; s < 3; s++ {
 					writeAndKill(t, dir, roundsSpec{from: 40 * s, to: 40 * (s + 1), pods: 20, res: res})
@@ -265,11 +256,7 @@ func TestOpenRecoversDamagedParts(t *testing.T) {
 			},
 			damage: func(t *testing.T, tsdbDir string, rounds []Batch) (string, int) {
 				seg := filepath.Join(tsdbDir, "wal", "00000001")
-				fi, err := os.Stat(seg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				flip(t, seg, fi.Size()/3, 16)
+				flipPart(t, seg, 3)
 				return "wal/00000001", samplesOf(rounds[40:80])
 			},
 		},
@@ -279,13 +266,7 @@ func TestOpenRecoversDamagedParts(t *testing.T) {
 			name: "chunks_head file",
 			part: partHeadChunks,
 			build: func(t *testing.T, dir string) []Batch {
-				rounds := testRounds(0, 150, 20, res)
-				db := newTestDB(t, Config{Dir: dir, Resolution: res})
-				write(t, db, rounds...)
-				if err := db.Close(); err != nil {
-					t.Fatal(err)
-				}
-				return rounds
+				return writeAndClose(t, Config{Dir: dir, Resolution: res}, testRounds(0, 150, 20, res))
 			},
 			damage: func(t *testing.T, tsdbDir string, _ []Batch) (string, int) {
 				f := only(t, filepath.Join(tsdbDir, "chunks_head", "0*"))
@@ -304,22 +285,12 @@ func TestOpenRecoversDamagedParts(t *testing.T) {
 			name: "chunk snapshot",
 			part: partChunkSnapshot,
 			build: func(t *testing.T, dir string) []Batch {
-				rounds := testRounds(0, 100, 20, res)
-				db := newTestDB(t, Config{Dir: dir, Resolution: res})
-				write(t, db, rounds...)
-				if err := db.Close(); err != nil {
-					t.Fatal(err)
-				}
-				return rounds
+				return writeAndClose(t, Config{Dir: dir, Resolution: res}, testRounds(0, 100, 20, res))
 			},
 			damage: func(t *testing.T, tsdbDir string, _ []Batch) (string, int) {
 				snap := only(t, filepath.Join(tsdbDir, "chunk_snapshot.*"))
 				f := only(t, filepath.Join(snap, "0*"))
-				fi, err := os.Stat(f)
-				if err != nil {
-					t.Fatal(err)
-				}
-				flip(t, f, fi.Size()/2, 16)
+				flipPart(t, f, 2)
 				return filepath.Base(snap), 0
 			},
 		},
