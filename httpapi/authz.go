@@ -11,6 +11,7 @@ import (
 	"k8s.io/metrics/pkg/apis/metrics"
 
 	"github.com/hindsight-metrics/hindsight/httpapi/promapi"
+	"github.com/hindsight-metrics/hindsight/tsdb"
 )
 
 // Who may read what, for both read APIs:
@@ -133,11 +134,10 @@ func (h *Handler) readNamespace(ctx context.Context, q *query, ns string) (since
 	return created, nil
 }
 
-// clampToIncarnation moves q's start forward on its grid so that nothing read for it (the
-// step before start, and the rate window before that: tsdb.DB.Range reads from
-// start - step - 2.5 resolutions) is older than created.
+// clampToIncarnation moves q's start forward on its grid so that nothing read for it
+// (tsdb.RangeLookback before start) is older than created.
 func (h *Handler) clampToIncarnation(q *query, ns string, created time.Time) error {
-	first := created.Add(q.step + 3*h.cfg.Resolution)
+	first := created.Add(tsdb.RangeLookback(q.step, h.cfg.Resolution))
 	if !q.start.Before(first) {
 		return nil
 	}

@@ -122,6 +122,19 @@ type RangeSeries struct {
 // two missed rounds in a row are a gap.
 const maxGapFactor = 2.5
 
+// MaxGap is the longest interval between two samples that Range bridges (a rate, a held
+// value) at resolution: maxGapFactor resolutions.
+func MaxGap(resolution time.Duration) time.Duration {
+	return time.Duration(maxGapFactor * float64(resolution))
+}
+
+// RangeLookback is how far before a query's start Range reads, for step at resolution: the
+// raw points covering the first step may need a sample from the step before it, and that
+// one a sample up to MaxGap before.
+func RangeLookback(step, resolution time.Duration) time.Duration {
+	return step + MaxGap(resolution)
+}
+
 // Range calls fn with every series that sel picks and that has a raw point in the
 // range or a step value, in label order. fn must not keep the series: its slices are reused. Range stops
 // at fn's first error and returns it; it fails with ErrTooManySeries when more than
@@ -137,7 +150,7 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 	if name == "" {
 		return fmt.Errorf("range query: no %s series of object %s", q.Resource, sel.Object)
 	}
-	maxGap := time.Duration(maxGapFactor * float64(db.cfg.Resolution))
+	maxGap := MaxGap(db.cfg.Resolution)
 	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, metricNameLabel, name)}
 	for _, l := range []struct{ name, value string }{
 		{LabelNode, sel.Node}, {LabelNamespace, sel.Namespace}, {LabelPod, sel.Pod},
@@ -160,7 +173,7 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 	}
 	// The raw points that cover the first step may need a sample from before it, and
 	// those that cover the last step one from after it.
-	mint := q.Start.Add(-q.Step - maxGap).UnixMilli()
+	mint := q.Start.Add(-RangeLookback(q.Step, db.cfg.Resolution)).UnixMilli()
 	maxt := q.At(q.Steps() - 1).Add(maxGap).UnixMilli()
 	querier, err := db.querier(mint, maxt)
 	if err != nil {
