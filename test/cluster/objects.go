@@ -7,6 +7,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -196,6 +197,41 @@ func (c *Cluster) CreateDeployment(ctx context.Context, s DeploymentSpec) (*apps
 	created, err := c.client.AppsV1().Deployments(s.Namespace).Create(ctx, d, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("create deployment %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return created, nil
+}
+
+// HPASpec describes a HorizontalPodAutoscaler of a Deployment on its pods' average CPU
+// utilisation, the metrics.k8s.io reading every HPA test uses.
+type HPASpec struct {
+	Namespace   string
+	Name        string // of the HPA; the Deployment's when Deployment is empty
+	Deployment  string
+	MinReplicas int32
+	MaxReplicas int32
+	Utilization int32 // the target, in percent of the CPU request
+}
+
+// CreateHPA creates the HorizontalPodAutoscaler s describes.
+func (c *Cluster) CreateHPA(ctx context.Context, s HPASpec) (*autoscalingv2.HorizontalPodAutoscaler, error) {
+	if s.Deployment == "" {
+		s.Deployment = s.Name
+	}
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: s.Deployment},
+			MinReplicas:    ptr.To(s.MinReplicas),
+			MaxReplicas:    s.MaxReplicas,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name:   corev1.ResourceCPU,
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To(s.Utilization)},
+			}}},
+		},
+	}
+	created, err := c.client.AutoscalingV2().HorizontalPodAutoscalers(s.Namespace).Create(ctx, hpa, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create hpa %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return created, nil
 }

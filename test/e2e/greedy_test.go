@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
-	"k8s.io/utils/ptr"
 
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 )
@@ -222,18 +221,7 @@ func slowGet(ctx context.Context, hc *http.Client, url string) string {
 // scaleUp is the short HPA scenario: 40 % utilisation read, then 200 %: 4 replicas.
 func scaleUp(ctx context.Context, c *cluster.Cluster) error {
 	hpas := c.Client().AutoscalingV2().HorizontalPodAutoscalers("hpa")
-	if _, err := hpas.Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: "hpa"},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "load"},
-			MinReplicas:    ptr.To[int32](1),
-			MaxReplicas:    4,
-			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
-				Name:   corev1.ResourceCPU,
-				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
-			}}},
-		},
-	}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.CreateHPA(ctx, cluster.HPASpec{Namespace: "hpa", Name: "load", MinReplicas: 1, MaxReplicas: 4, Utilization: 50}); err != nil {
 		return err
 	}
 	waitHPA := func(what string, timeout time.Duration, cond func(*autoscalingv2.HorizontalPodAutoscaler) bool) error {

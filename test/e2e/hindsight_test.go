@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/rest"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
-	"k8s.io/utils/ptr"
 
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 )
@@ -263,22 +262,10 @@ func testHPA(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	hpa := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: "hpa"},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "load"},
-			MinReplicas:    ptr.To[int32](1),
-			MaxReplicas:    4,
-			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
-				Name:   corev1.ResourceCPU,
-				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
-			}}},
-		},
-	}
-	hpas := c.Client().AutoscalingV2().HorizontalPodAutoscalers("hpa")
-	if _, err := hpas.Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+	if _, err := c.CreateHPA(ctx, cluster.HPASpec{Namespace: "hpa", Name: "load", MinReplicas: 1, MaxReplicas: 4, Utilization: 50}); err != nil {
 		t.Fatal(err)
 	}
+	hpas := c.Client().AutoscalingV2().HorizontalPodAutoscalers("hpa")
 	waitHPA := func(what string, timeout time.Duration, cond func(*autoscalingv2.HorizontalPodAutoscaler) bool) {
 		t.Helper()
 		start := time.Now()

@@ -8,12 +8,10 @@ import (
 	"testing"
 	"time"
 
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
-	"k8s.io/utils/ptr"
 
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 	"github.com/hindsight-metrics/hindsight/tsdb/catalog"
@@ -47,18 +45,7 @@ func TestRestartServesAtOnce(t *testing.T) {
 	// The HPA starts once Hindsight serves, so that any missing-metrics event below comes
 	// from the restarts.
 	hpas := c.Client().AutoscalingV2().HorizontalPodAutoscalers("hpa")
-	if _, err := hpas.Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "steady", Namespace: "hpa"},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "steady"},
-			MinReplicas:    ptr.To[int32](2),
-			MaxReplicas:    4,
-			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
-				Name:   corev1.ResourceCPU,
-				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
-			}}},
-		},
-	}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.CreateHPA(ctx, cluster.HPASpec{Namespace: "hpa", Name: "steady", MinReplicas: 2, MaxReplicas: 4, Utilization: 50}); err != nil {
 		t.Fatal(err)
 	}
 	err = cluster.Poll(ctx, 2*time.Minute, time.Second, "the HPA to read utilisation", func(ctx context.Context) (bool, error) {

@@ -9,12 +9,10 @@ import (
 	"path/filepath"
 	"time"
 
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 )
@@ -121,20 +119,8 @@ func populate(ctx context.Context, c *cluster.Cluster, nodes int) error {
 			return err
 		}
 	}
-	hpa := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
-			MinReplicas:    ptr.To[int32](1),
-			MaxReplicas:    5,
-			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
-				Name:   corev1.ResourceCPU,
-				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](80)},
-			}}},
-		},
-	}
-	if _, err := c.Client().AutoscalingV2().HorizontalPodAutoscalers("shop").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create hpa: %w", err)
+	if _, err := c.CreateHPA(ctx, cluster.HPASpec{Namespace: "shop", Name: "web", MinReplicas: 1, MaxReplicas: 5, Utilization: 80}); err != nil {
+		return err
 	}
 	for i := range 3 {
 		if _, err := c.CreatePod(ctx, cluster.PodSpec{
