@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"errors"
@@ -51,12 +52,6 @@ const (
 	DefaultMaxPoints    = 11_000
 	DefaultMaxSeries    = 1_000
 	DefaultQueryTimeout = time.Minute
-	// DefaultMaxResponseBytes bounds one encoded response (before gzip): the largest
-	// allowed response (maxValues) encodes to some 40-60 MB of JSON.
-	DefaultMaxResponseBytes = 64 << 20
-	// DefaultWriteTimeout bounds the writing of one response to the client: a client
-	// that reads slower is cut off. The query slot is released before writing starts.
-	DefaultWriteTimeout = 30 * time.Second
 	// maxValues bounds the values one response holds (series × steps × resources), so
 	// that the largest allowed response stays within about 100 MB of memory.
 	maxValues = 4_000_000
@@ -147,24 +142,12 @@ func New(cfg Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Resolution == 0 {
-		cfg.Resolution = tsdb.DefaultResolution
-	}
-	if cfg.MaxPoints == 0 {
-		cfg.MaxPoints = DefaultMaxPoints
-	}
-	if cfg.MaxSeries == 0 {
-		cfg.MaxSeries = DefaultMaxSeries
-	}
-	if cfg.QueryTimeout == 0 {
-		cfg.QueryTimeout = DefaultQueryTimeout
-	}
-	if cfg.MaxResponseBytes == 0 {
-		cfg.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
-	}
+	cfg.Resolution = cmp.Or(cfg.Resolution, tsdb.DefaultResolution)
+	cfg.MaxPoints = cmp.Or(cfg.MaxPoints, DefaultMaxPoints)
+	cfg.MaxSeries = cmp.Or(cfg.MaxSeries, DefaultMaxSeries)
+	cfg.QueryTimeout = cmp.Or(cfg.QueryTimeout, DefaultQueryTimeout)
+	cfg.MaxResponseBytes = cmp.Or(cfg.MaxResponseBytes, budget.DefaultMaxResponseBytes)
+	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, budget.DefaultWriteTimeout)
 	if cfg.Budget == nil {
 		cfg.Budget, _ = budget.New(budget.DefaultSize) // cannot fail: a positive size
 	}

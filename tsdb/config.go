@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -120,15 +121,9 @@ func samplesPerDay(resolution time.Duration) int64 {
 
 // complete returns c with the documented defaults filled in.
 func (c Config) complete() Config {
-	if c.Retention == 0 {
-		c.Retention = DefaultRetention
-	}
-	if c.Resolution == 0 {
-		c.Resolution = DefaultResolution
-	}
-	if c.ExpectedSeries == 0 {
-		c.ExpectedSeries = DefaultExpectedSeries
-	}
+	c.Retention = cmp.Or(c.Retention, DefaultRetention)
+	c.Resolution = cmp.Or(c.Resolution, DefaultResolution)
+	c.ExpectedSeries = cmp.Or(c.ExpectedSeries, DefaultExpectedSeries)
 	return c
 }
 

@@ -35,6 +35,16 @@ const (
 	DefaultInFlight = 32
 )
 
+// What one response of either read API may cost once it is computed, by default.
+const (
+	// DefaultMaxResponseBytes bounds one encoded response (before gzip): the largest
+	// history response allowed encodes to some 40-60 MB of JSON.
+	DefaultMaxResponseBytes = 64 << 20
+	// DefaultWriteTimeout bounds the writing of one response to the client: a client
+	// that reads slower is cut off. The query slot is released before writing starts.
+	DefaultWriteTimeout = 30 * time.Second
+)
+
 // RetryAfter is the Retry-After (in seconds) of a request refused with ErrBusy.
 const RetryAfter = "1"
 

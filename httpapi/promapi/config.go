@@ -1,6 +1,7 @@
 package promapi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -36,10 +37,6 @@ const (
 	// /label/<name>/values: a longer answer is cut, with a warning, as Prometheus cuts one
 	// at its limit parameter.
 	DefaultListLimit = 10_000
-	// DefaultMaxResponseBytes bounds one encoded response (before gzip).
-	DefaultMaxResponseBytes = 64 << 20
-	// DefaultWriteTimeout bounds the writing of one response to the client.
-	DefaultWriteTimeout = 30 * time.Second
 )
 
 // subqueryStep is the step of a subquery written without one (rate(x[5m:])): Prometheus
@@ -144,27 +141,13 @@ func (c Config) withDefaults() (Config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
-	if c.Version == "" {
-		c.Version = EngineVersion()
-	}
-	if c.MaxSamples == 0 {
-		c.MaxSamples = DefaultMaxSamples
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.LookbackDelta == 0 {
-		c.LookbackDelta = DefaultLookbackDelta
-	}
-	if c.ListLimit == 0 {
-		c.ListLimit = DefaultListLimit
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
+	c.Version = cmp.Or(c.Version, EngineVersion())
+	c.MaxSamples = cmp.Or(c.MaxSamples, DefaultMaxSamples)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.LookbackDelta = cmp.Or(c.LookbackDelta, DefaultLookbackDelta)
+	c.ListLimit = cmp.Or(c.ListLimit, DefaultListLimit)
+	c.MaxResponseBytes = cmp.Or(c.MaxResponseBytes, budget.DefaultMaxResponseBytes)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, budget.DefaultWriteTimeout)
 	if c.Budget == nil {
 		c.Budget, _ = budget.New(budget.DefaultSize) // cannot fail: a positive size
 	}
