@@ -11,7 +11,6 @@ import (
 	"k8s.io/metrics/pkg/apis/metrics"
 
 	"github.com/hindsight-metrics/hindsight/httpapi/promapi"
-	"github.com/hindsight-metrics/hindsight/tsdb"
 )
 
 // Who may read what, for both read APIs:
@@ -134,14 +133,17 @@ func (h *Handler) readNamespace(ctx context.Context, q *query, ns string) (since
 	return created, nil
 }
 
-// clampToIncarnation moves q's start forward on its grid so that nothing read for it
-// (tsdb.RangeLookback before start) is older than created.
+// clampToIncarnation makes q read nothing older than created: its grid starts at the first
+// step at or after created, and tsdb.DB.Range reads no sample before created (NotBefore)
+// however far back the first step's lookback reaches. A namespace queried moments after
+// its creation therefore answers its first steps (gaps until its pods' first scrapes),
+// not a 404.
 func (h *Handler) clampToIncarnation(q *query, ns string, created time.Time) error {
-	first := created.Add(tsdb.RangeLookback(q.step, h.cfg.Resolution))
-	if !q.start.Before(first) {
+	q.notBefore = created
+	if !q.start.Before(created) {
 		return nil
 	}
-	n := (first.Sub(q.start) + q.step - 1) / q.step
+	n := (created.Sub(q.start) + q.step - 1) / q.step
 	start := q.start.Add(n * q.step)
 	if start.After(q.end) {
 		return notFound("the range ends before namespace %q was created (%s): the history of its earlier incarnations is visible to cluster-wide readers only",

@@ -277,6 +277,9 @@ func (h *Handler) matchingPods(q *query, ns string, sel labels.Selector) ([]cata
 	if err != nil {
 		return nil, fmt.Errorf("list pods of %s: %w", ns, err)
 	}
+	if !q.notBefore.IsZero() { // a tenant's: the pods of earlier incarnations of ns are not theirs
+		recs = slices.DeleteFunc(recs, func(p catalog.PodRecord) bool { return p.FirstSeen.Before(q.notBefore) })
+	}
 	return recs, nil
 }
 

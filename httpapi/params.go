@@ -80,6 +80,7 @@ type query struct {
 	format     format
 	selector   labels.Selector // nil when none was given
 	by         string          // "" (the object's total) or "pod"
+	notBefore  time.Time       // the oldest sample read; zero: any (a tenant's namespace incarnation)
 	slot       *slot           // the request's query slot, taken by gather
 }
 

@@ -192,7 +192,7 @@ func (h *Handler) gather(ctx context.Context, q *query, sel tsdb.Selector, maxSe
 	g, ctx := errgroup.WithContext(ctx)
 	for ri, res := range q.resources {
 		g.Go(func() error {
-			rq := tsdb.RangeQuery{Start: q.start, End: q.end, Step: q.step, Resource: res, Agg: q.agg, MaxSeries: maxSeries, Summary: summary}
+			rq := tsdb.RangeQuery{Start: q.start, End: q.end, Step: q.step, Resource: res, Agg: q.agg, MaxSeries: maxSeries, Summary: summary, NotBefore: q.notBefore}
 			err := h.cfg.Samples.Range(ctx, sel, rq, func(rs *tsdb.RangeSeries) error {
 				mu.Lock()
 				defer mu.Unlock()

@@ -518,6 +518,46 @@ func TestHistoryIncarnation(t *testing.T) {
 	t.Logf("shop total: cluster-wide %d steps, tenant %d steps (from +%s)", len(cv), len(tv), time.Duration(len(cv)-len(tv))*time.Minute)
 }
 
+// TestHistoryJustAfterIncarnation: a tenant who asks for a range ending moments after the
+// namespace's re-creation (before a step's lookback would be clear of the earlier
+// incarnation) gets the steps from the re-creation on, not a 404, and reads no sample of
+// the earlier incarnation; a range that ends before the re-creation is a 404.
+func TestHistoryJustAfterIncarnation(t *testing.T) {
+	f, nss := incarnationFixture()
+	e := newEnv(t, f)
+	cfg := e.config()
+	cfg.Authorizer = ruleAuthz{}
+	cfg.Namespaces = nss
+	h := newTestHandler(t, cfg)
+	for _, tc := range []struct {
+		end, step time.Duration
+		status    int
+		steps     int
+	}{
+		{10 * time.Minute, time.Minute, 200, 1}, // the re-creation's step only
+		{11 * time.Minute, time.Minute, 200, 2},
+		{10 * time.Minute, 5 * time.Minute, 200, 1}, // a step whose window reaches legacy-0's life
+		{9 * time.Minute, time.Minute, 404, 0},
+	} {
+		rng := grid{at(0), at(tc.end), tc.step}.String()
+		w := get(t, h, "tenant", "/history/v1/namespaces/shop/pods?"+rng)
+		if w.Code != tc.status {
+			t.Errorf("range ending at +%s: status %d, want %d: %s", tc.end, w.Code, tc.status, w.Body)
+			continue
+		}
+		if tc.status != 200 {
+			continue
+		}
+		if strings.Contains(w.Body.String(), "legacy-0") {
+			t.Errorf("range ending at +%s: mentions the earlier incarnation:\n%s", tc.end, w.Body)
+		}
+		tn := decode(t, get(t, h, "tenant", "/history/v1/namespaces/shop?"+rng))
+		if got := len(seriesOf(t, tn, "Namespace", "shop").Resources["cpu"].Values); got != tc.steps {
+			t.Errorf("range ending at +%s: %d steps, want %d", tc.end, got, tc.steps)
+		}
+	}
+}
+
 func sep(path string) string {
 	if strings.Contains(path, "?") {
 		return "&"

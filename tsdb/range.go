@@ -64,6 +64,10 @@ type RangeQuery struct {
 	// points (Count is always set). Percentiles cost a selection over every raw point
 	// of the series, so ask only for what is used.
 	Summary []Agg
+	// NotBefore, when set, is the oldest sample time Range reads: nothing older counts in
+	// a step or the summary, whatever the lookback before Start (a tenant's namespace
+	// incarnation begins there). Steps before the first sample it allows are gaps.
+	NotBefore time.Time
 }
 
 // Steps returns the number of steps of the grid.
@@ -122,17 +126,17 @@ type RangeSeries struct {
 // two missed rounds in a row are a gap.
 const maxGapFactor = 2.5
 
-// MaxGap is the longest interval between two samples that Range bridges (a rate, a held
+// gapBound is the longest interval between two samples that Range bridges (a rate, a held
 // value) at resolution: maxGapFactor resolutions.
-func MaxGap(resolution time.Duration) time.Duration {
+func gapBound(resolution time.Duration) time.Duration {
 	return time.Duration(maxGapFactor * float64(resolution))
 }
 
-// RangeLookback is how far before a query's start Range reads, for step at resolution: the
+// rangeLookback is how far before a query's start Range reads, for step at resolution: the
 // raw points covering the first step may need a sample from the step before it, and that
-// one a sample up to MaxGap before.
-func RangeLookback(step, resolution time.Duration) time.Duration {
-	return step + MaxGap(resolution)
+// one a sample up to gapBound before.
+func rangeLookback(step, resolution time.Duration) time.Duration {
+	return step + gapBound(resolution)
 }
 
 // Range calls fn with every series that sel picks and that has a raw point in the
@@ -150,7 +154,7 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 	if name == "" {
 		return fmt.Errorf("range query: no %s series of object %s", q.Resource, sel.Object)
 	}
-	maxGap := MaxGap(db.cfg.Resolution)
+	maxGap := gapBound(db.cfg.Resolution)
 	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, metricNameLabel, name)}
 	for _, l := range []struct{ name, value string }{
 		{LabelNode, sel.Node}, {LabelNamespace, sel.Namespace}, {LabelPod, sel.Pod},
@@ -173,7 +177,10 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 	}
 	// The raw points that cover the first step may need a sample from before it, and
 	// those that cover the last step one from after it.
-	mint := q.Start.Add(-RangeLookback(q.Step, db.cfg.Resolution)).UnixMilli()
+	mint := q.Start.Add(-rangeLookback(q.Step, db.cfg.Resolution)).UnixMilli()
+	if !q.NotBefore.IsZero() {
+		mint = max(mint, q.NotBefore.UnixMilli())
+	}
 	maxt := q.At(q.Steps() - 1).Add(maxGap).UnixMilli()
 	querier, err := db.querier(mint, maxt)
 	if err != nil {
@@ -223,6 +230,7 @@ type ranger struct {
 	maxGapMs             int64
 	startMs, stepMs      int64
 	lastMs               int64 // the last step's time
+	minMs                int64 // the oldest sample time read (RangeQuery.NotBefore)
 	series               RangeSeries
 	all                  []float64 // every raw point, for the summary
 	bucket               []float64 // the raw points that cover the current step
@@ -245,10 +253,14 @@ func newRanger(q RangeQuery, rate bool, maxGap time.Duration) *ranger {
 	r := &ranger{
 		q: q, rate: rate, maxGapMs: maxGap.Milliseconds(),
 		startMs: q.Start.UnixMilli(), stepMs: q.Step.Milliseconds(), lastMs: q.At(q.Steps() - 1).UnixMilli(),
+		minMs:  math.MinInt64,
 		series: RangeSeries{Values: make([]float64, q.Steps())},
 	}
 	if r.stepMs <= 0 {
 		r.stepMs = 1
+	}
+	if !q.NotBefore.IsZero() {
+		r.minMs = q.NotBefore.UnixMilli()
 	}
 	r.quantile, r.isQuantile = q.Agg.Quantile()
 	r.isAvgAgg = q.Agg == AggAvg
@@ -291,7 +303,7 @@ func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 			}
 		}
 		t, v := it.At()
-		if math.IsNaN(v) || math.IsInf(v, 0) {
+		if math.IsNaN(v) || math.IsInf(v, 0) || t < r.minMs {
 			continue
 		}
 		prevT, prevV, had := r.prevT, r.prevV, r.havePrev
