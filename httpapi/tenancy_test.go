@@ -388,6 +388,17 @@ func incarnationFixture() (*fixture, fakeNamespaces) {
 	return f, fakeNamespaces{"shop": at(10 * time.Minute), "other": at(-time.Hour)}
 }
 
+// incarnationHandler is the history API over incarnationFixture, its namespaces and the
+// rule authorizer.
+func incarnationHandler(t *testing.T) http.Handler {
+	t.Helper()
+	f, nss := incarnationFixture()
+	cfg := newEnv(t, f).config()
+	cfg.Authorizer = ruleAuthz{}
+	cfg.Namespaces = nss
+	return newTestHandler(t, cfg)
+}
+
 // TestPrometheusIncarnation: a tenant of a re-created namespace reads none of the
 // earlier incarnation's series, samples, pod names or UIDs; the cluster-wide reader
 // reads both.
@@ -471,12 +482,7 @@ func seriesKeysOf(t *testing.T, d json.RawMessage) []string {
 // sees neither the earlier incarnation's pods (by name, by UID, in lists) nor its usage in
 // the namespace's total; the cluster-wide reader sees both.
 func TestHistoryIncarnation(t *testing.T) {
-	f, nss := incarnationFixture()
-	e := newEnv(t, f)
-	cfg := e.config()
-	cfg.Authorizer = ruleAuthz{}
-	cfg.Namespaces = nss
-	h := newTestHandler(t, cfg)
+	h := incarnationHandler(t)
 	rng := grid{at(0), at(20 * time.Minute), time.Minute}.String()
 	for _, tc := range []struct {
 		user, path string
@@ -523,12 +529,7 @@ func TestHistoryIncarnation(t *testing.T) {
 // incarnation) gets the steps from the re-creation on, not a 404, and reads no sample of
 // the earlier incarnation; a range that ends before the re-creation is a 404.
 func TestHistoryJustAfterIncarnation(t *testing.T) {
-	f, nss := incarnationFixture()
-	e := newEnv(t, f)
-	cfg := e.config()
-	cfg.Authorizer = ruleAuthz{}
-	cfg.Namespaces = nss
-	h := newTestHandler(t, cfg)
+	h := incarnationHandler(t)
 	for _, tc := range []struct {
 		end, step time.Duration
 		status    int
