@@ -107,30 +107,24 @@ func clusterWide(ctx context.Context, a Authorizer) (all, nodes bool, err error)
 }
 
 // readNamespace authorizes the history of namespace ns and, for a reader who is not
-// cluster-wide, moves q's start to the current incarnation of ns (see clampToIncarnation).
-// since is that incarnation's creation, zero when nothing was clamped.
-func (h *Handler) readNamespace(ctx context.Context, q *query, ns string) (since time.Time, _ error) {
+// cluster-wide, clamps q to the current incarnation of ns (see clampToIncarnation): its
+// q.notBefore is then that incarnation's creation, zero when nothing was clamped.
+func (h *Handler) readNamespace(ctx context.Context, q *query, ns string) error {
 	if err := h.authorize(ctx, resourcePods, ns); err != nil {
-		return time.Time{}, err
+		return err
 	}
 	if h.cfg.Namespaces == nil {
-		return time.Time{}, nil
+		return nil
 	}
 	all, _, err := clusterWide(ctx, h.cfg.Authorizer)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if all {
-		return time.Time{}, nil
+	if err != nil || all {
+		return err
 	}
 	_, created, ok := h.cfg.Namespaces.Incarnation(ns)
 	if !ok {
-		return time.Time{}, notFound("namespace %q does not exist now: the history of its earlier incarnations is visible to cluster-wide readers only", ns)
+		return notFound("namespace %q does not exist now: the history of its earlier incarnations is visible to cluster-wide readers only", ns)
 	}
-	if err := h.clampToIncarnation(q, ns, created); err != nil {
-		return time.Time{}, err
-	}
-	return created, nil
+	return h.clampToIncarnation(q, ns, created)
 }
 
 // clampToIncarnation makes q read nothing older than created: its grid starts at the first

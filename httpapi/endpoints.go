@@ -167,7 +167,7 @@ func (h *Handler) namespaces(ctx context.Context, _ *http.Request, q *query) (*r
 	// A reader who is not cluster-wide sees them from the latest of their current
 	// incarnations on (one grid for all), and none that does not exist now.
 	for _, ns := range all {
-		_, err := h.readNamespace(ctx, q, ns)
+		err := h.readNamespace(ctx, q, ns)
 		switch {
 		case err == nil:
 			allowed = append(allowed, ns)
@@ -229,7 +229,7 @@ func (h *Handler) namespaceTotal(q *query, ns string) (*seriesResult, error) {
 
 func (h *Handler) namespace(ctx context.Context, r *http.Request, q *query) (*result, error) {
 	ns := chi.URLParam(r, "namespace")
-	if _, err := h.readNamespace(ctx, q, ns); err != nil {
+	if err := h.readNamespace(ctx, q, ns); err != nil {
 		return nil, err
 	}
 	if err := h.knownNamespace(ns); err != nil {
@@ -288,7 +288,7 @@ func (h *Handler) pods(ctx context.Context, r *http.Request, q *query) (*result,
 		return nil, err
 	}
 	ns := chi.URLParam(r, "namespace")
-	if _, err := h.readNamespace(ctx, q, ns); err != nil {
+	if err := h.readNamespace(ctx, q, ns); err != nil {
 		return nil, err
 	}
 	if err := h.knownNamespace(ns); err != nil {
@@ -446,7 +446,7 @@ func (h *Handler) incarnations(ctx context.Context, r *http.Request, q *query) (
 		return "", nil, err
 	}
 	ns, name := chi.URLParam(r, "namespace"), chi.URLParam(r, "pod")
-	since, err := h.readNamespace(ctx, q, ns)
+	err := h.readNamespace(ctx, q, ns)
 	if err != nil {
 		return "", nil, err
 	}
@@ -458,7 +458,7 @@ func (h *Handler) incarnations(ctx context.Context, r *http.Request, q *query) (
 		return "", nil, notFound("pod %s/%s was never seen", ns, name)
 	}
 	recs = slices.DeleteFunc(recs, func(p catalog.PodRecord) bool {
-		return p.FirstSeen.Before(since) || !overlaps(q, p.FirstSeen, endOfLife(p.Deleted, p.DeletedAt, p.LastSeen))
+		return p.FirstSeen.Before(q.notBefore) || !overlaps(q, p.FirstSeen, endOfLife(p.Deleted, p.DeletedAt, p.LastSeen))
 	})
 	return ns, recs, nil
 }
@@ -494,14 +494,13 @@ func (h *Handler) podOfUID(ctx context.Context, r *http.Request, q *query) (cata
 	if err != nil {
 		return catalog.PodRecord{}, fmt.Errorf("look up pod %s: %w", uid, err)
 	}
-	since, err := h.readNamespace(ctx, q, rec.Namespace)
-	if err != nil {
+	if err := h.readNamespace(ctx, q, rec.Namespace); err != nil {
 		if isForbidden(err) || isNotFound(err) {
 			return catalog.PodRecord{}, unknown
 		}
 		return catalog.PodRecord{}, err
 	}
-	if rec.FirstSeen.Before(since) { // a pod of an earlier incarnation of the namespace
+	if rec.FirstSeen.Before(q.notBefore) { // a pod of an earlier incarnation of the namespace
 		return catalog.PodRecord{}, unknown
 	}
 	return rec, nil
@@ -513,7 +512,7 @@ func (h *Handler) workload(ctx context.Context, r *http.Request, q *query) (*res
 	if !ok {
 		return nil, notFound("no history endpoint for %q: known workloads are deployments, statefulsets, daemonsets, replicasets, jobs and cronjobs", plural)
 	}
-	since, err := h.readNamespace(ctx, q, ns)
+	err := h.readNamespace(ctx, q, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -527,13 +526,13 @@ func (h *Handler) workload(ctx context.Context, r *http.Request, q *query) (*res
 		if err != nil {
 			return nil, fmt.Errorf("look up the pods of %s %s/%s: %w", kind, ns, name, err)
 		}
-		ever = slices.DeleteFunc(ever, func(p catalog.PodRecord) bool { return p.FirstSeen.Before(since) }) // earlier incarnations
+		ever = slices.DeleteFunc(ever, func(p catalog.PodRecord) bool { return p.FirstSeen.Before(q.notBefore) }) // earlier incarnations
 		if len(ever) == 0 {
 			return nil, notFound("no pod of %s %s/%s was ever seen", kind, ns, name)
 		}
 	}
 	recs = slices.DeleteFunc(recs, func(p catalog.PodRecord) bool {
-		return p.FirstSeen.Before(since) || (q.selector != nil && !q.selector.Matches(labels.Set(p.Labels)))
+		return p.FirstSeen.Before(q.notBefore) || (q.selector != nil && !q.selector.Matches(labels.Set(p.Labels)))
 	})
 	if q.by == "pod" {
 		return h.podSeries(ctx, q, ns, recs, tsdb.ObjectPod)
