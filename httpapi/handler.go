@@ -85,7 +85,7 @@ type Config struct {
 	// the same storage. A request takes a slot once it is authorized, when it first
 	// reads the TSDB, and releases it once its response is encoded, before writing it;
 	// when the budget's short queue is full or its wait runs out, it answers 429 with
-	// Retry-After. Nil means a budget of the handler's own (budget.New(DefaultSize)).
+	// Retry-After. Nil means a budget of the handler's own (budget.New(budget.DefaultSize())).
 	Budget *budget.Budget
 	// InFlight bounds the requests served at once, from authorization to the last byte
 	// written, shared with the Prometheus API: the history APIs' own in-flight limit,
@@ -149,7 +149,7 @@ func New(cfg Config) (*Handler, error) {
 	cfg.MaxResponseBytes = cmp.Or(cfg.MaxResponseBytes, budget.DefaultMaxResponseBytes)
 	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, budget.DefaultWriteTimeout)
 	if cfg.Budget == nil {
-		cfg.Budget, _ = budget.New(budget.DefaultSize) // cannot fail: a positive size
+		cfg.Budget, _ = budget.New(budget.DefaultSize()) // cannot fail: a positive size
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

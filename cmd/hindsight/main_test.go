@@ -42,7 +42,7 @@ func TestRun(t *testing.T) {
 			args: []string{
 				"--metric-resolution=5s", "--node-selector=a in (", "--kubelet-client-certificate=/c.pem",
 				"--kubelet-max-response-size=huge", "--retention-size=-1", "--storage-path=",
-				"--log-level=loud", "--log-format=xml", "--secure-port=-1",
+				"--log-level=loud", "--log-format=xml", "--secure-port=-1", "--history-max-queries=0",
 			},
 			wantCode: 2,
 			wantStderr: []string{
@@ -57,6 +57,7 @@ func TestRun(t *testing.T) {
 				`--log-level must be debug, info, warn or error, got "loud"`,
 				`--log-format must be text or json, got "xml"`,
 				"--secure-port -1 must be between 0 and 65535",
+				"--history-max-queries must be at least 1, got 0",
 			},
 		},
 		{

@@ -55,6 +55,7 @@ type options struct {
 	historyMaxSeries    int
 	historyQueryTimeout time.Duration
 	historyInFlight     int
+	historyQueries      int
 	historyMaxResponse  string
 	historyWriteTimeout time.Duration
 	promMaxSamples      int
@@ -81,6 +82,7 @@ func newOptions() *options {
 		historyMaxSeries:    httpapi.DefaultMaxSeries,
 		historyQueryTimeout: httpapi.DefaultQueryTimeout,
 		historyInFlight:     budget.DefaultInFlight,
+		historyQueries:      budget.DefaultSize(),
 		historyMaxResponse:  resource.NewQuantity(budget.DefaultMaxResponseBytes, resource.BinarySI).String(),
 		historyWriteTimeout: budget.DefaultWriteTimeout,
 		promMaxSamples:      defaultPromMaxSamples,
@@ -120,6 +122,7 @@ func (o *options) flags() cliflag.NamedFlagSets {
 	fs.IntVar(&o.historyMaxPoints, "history-max-points", o.historyMaxPoints, "Most steps in one series of a /history/v1 range query; more is refused with 422, naming the smallest step that fits. (/prometheus/api/v1 keeps Prometheus' own limit, 11,000.)")
 	fs.IntVar(&o.historyMaxSeries, "history-max-series", o.historyMaxSeries, "Most series in one /history/v1 response; more is refused with 422.")
 	fs.DurationVar(&o.historyQueryTimeout, "history-query-timeout", o.historyQueryTimeout, "Longest time one /history/v1 or /prometheus/api/v1 query may take; a slower one is cancelled with 503.")
+	fs.IntVar(&o.historyQueries, "history-max-queries", o.historyQueries, "Most /history/v1 and /prometheus/api/v1 queries computed at once (the default is half the CPUs Go runs on, at most 4); a few more wait up to a second, the rest are refused at once with 429 and Retry-After. Queries are CPU-bound: keep CPUs free for metrics.k8s.io.")
 	fs.IntVar(&o.historyInFlight, "history-max-requests-inflight", o.historyInFlight, "Most /history/v1 and /prometheus/api/v1 requests served at once, from authorization to the last byte written; more are refused at once with 429 and Retry-After. This is their own limit: --max-requests-inflight bounds metrics.k8s.io alone, so that history load never takes the HPA's places.")
 	fs.StringVar(&o.historyMaxResponse, "history-max-response-bytes", o.historyMaxResponse, "Largest encoded /history/v1 or /prometheus/api/v1 response (before gzip), as a quantity (e.g. 64Mi); a larger one is refused with 422.")
 	fs.DurationVar(&o.historyWriteTimeout, "history-write-timeout", o.historyWriteTimeout, "Longest time writing one /history/v1 or /prometheus/api/v1 response may take; a client that reads slower is cut off. The response is computed and its query slot released before writing begins.")
@@ -172,6 +175,9 @@ func (o *options) validate() error {
 	}
 	if o.historyMaxSeries < 1 {
 		errs = append(errs, fmt.Errorf("--history-max-series must be at least 1, got %d", o.historyMaxSeries))
+	}
+	if o.historyQueries < 1 {
+		errs = append(errs, fmt.Errorf("--history-max-queries must be at least 1, got %d", o.historyQueries))
 	}
 	if o.historyInFlight < 1 {
 		errs = append(errs, fmt.Errorf("--history-max-requests-inflight must be at least 1, got %d", o.historyInFlight))

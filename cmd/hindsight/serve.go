@@ -280,7 +280,7 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 	namespaces := inventory.Namespaces{Lister: inf.namespaces.Lister()}
 	// One query budget guards the TSDB for both read APIs, and one in-flight limit bounds
 	// their requests (and so the responses held while slow clients read them).
-	queries, err := budget.New(budget.DefaultSize)
+	queries, err := budget.New(o.historyQueries)
 	if err != nil {
 		return nil, fmt.Errorf("create query budget: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +25,9 @@ import (
 
 // Defaults of New.
 const (
-	// DefaultSize is the number of queries a Budget runs at once by default.
-	DefaultSize = 4
+	// MaxDefaultSize bounds DefaultSize: the read APIs' memory limits (a PromQL query's
+	// samples, a response's bytes) are sized for that many queries at once.
+	MaxDefaultSize = 4
 	// DefaultQueue is the number of queries that may wait for a slot by default.
 	DefaultQueue = 8
 	// DefaultMaxWait is the longest a query waits for a slot by default.
@@ -44,6 +46,14 @@ const (
 	// that reads slower is cut off. The query slot is released before writing starts.
 	DefaultWriteTimeout = 30 * time.Second
 )
+
+// DefaultSize is the number of queries a Budget runs at once by default: half the CPUs
+// the Go runtime runs on (GOMAXPROCS, which follows the container's CPU limit), at least
+// 1 and at most MaxDefaultSize. A query is CPU-bound from its first read to its last
+// encoded byte; with half the CPUs at most busy with queries, a metrics.k8s.io request
+// (the HPA's, kubectl top's) finds one free at once rather than waiting behind a query's
+// time slice (docs/reliability.md, greedy clients).
+func DefaultSize() int { return min(MaxDefaultSize, max(1, runtime.GOMAXPROCS(0)/2)) }
 
 // RetryAfter is the Retry-After (in seconds) of a request refused with ErrBusy.
 const RetryAfter = "1"

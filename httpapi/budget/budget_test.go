@@ -3,6 +3,7 @@ package budget
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -17,6 +18,16 @@ func TestNew(t *testing.T) {
 	b, err := New(3)
 	if err != nil || b.Size() != 3 {
 		t.Fatalf("New(3) = %v, %v", b, err)
+	}
+}
+
+func TestDefaultSize(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct{ procs, want int }{{1, 1}, {2, 1}, {3, 1}, {4, 2}, {7, 3}, {8, 4}, {64, MaxDefaultSize}} {
+		runtime.GOMAXPROCS(tc.procs)
+		if got := DefaultSize(); got != tc.want {
+			t.Errorf("DefaultSize() with GOMAXPROCS %d = %d, want %d", tc.procs, got, tc.want)
+		}
 	}
 }
 

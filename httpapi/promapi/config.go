@@ -90,7 +90,7 @@ type Config struct {
 	// that read the same storage. A request takes a slot after it is authorized and
 	// releases it once its response is encoded, before writing; when the budget's short
 	// queue is full or its wait runs out it answers 429 with Retry-After. Nil means a
-	// budget of this handler's own (budget.New(budget.DefaultSize)).
+	// budget of this handler's own (budget.New(budget.DefaultSize())).
 	Budget *budget.Budget
 	// InFlight bounds the requests served at once, from authorization to the last byte
 	// written, shared with the history API; a request beyond it is refused at once with
@@ -149,7 +149,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.MaxResponseBytes = cmp.Or(c.MaxResponseBytes, budget.DefaultMaxResponseBytes)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, budget.DefaultWriteTimeout)
 	if c.Budget == nil {
-		c.Budget, _ = budget.New(budget.DefaultSize) // cannot fail: a positive size
+		c.Budget, _ = budget.New(budget.DefaultSize()) // cannot fail: a positive size
 	}
 	return c, nil
 }

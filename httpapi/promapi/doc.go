@@ -46,9 +46,10 @@
 //     (64 KiB); at most MaxMatchers (100) match[] are taken, each up to MaxQueryBytes.
 //   - A range query yields at most MaxPoints (11,000) points per series, step > 0, with
 //     Prometheus' error message otherwise.
-//   - Config.Budget (budget.DefaultSize, 4, when nil) bounds the storage requests that run
-//     at once, shared with the history API; the others wait for a slot while their
-//     context lasts. The wait counts towards the timeout, as in Prometheus.
+//   - Config.Budget (budget.DefaultSize(): half the CPUs, at most 4, when nil) bounds
+//     the storage requests that run at once, shared with the history API; the others
+//     wait in its short queue (budget.DefaultQueue waiters, each budget.DefaultMaxWait)
+//     or are refused at once with 429. The wait counts towards the timeout.
 //   - Config.Timeout (2m) bounds each request, waiting included; a timeout parameter can
 //     only shorten it. Config.MaxSamples (50,000,000) bounds the samples a query holds.
 //
