@@ -21,16 +21,16 @@ import (
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 )
 
-// TestDiskFull runs Hindsight on a small tmpfs with a one-minute block range, so that
-// head chunks are written and the head is compacted every minute, and fills the volume to
-// just below Hindsight's reserve. Appends must pause (counted, reported by the storage
-// health), the current window must go on being served from memory, and Hindsight must not
-// crash while the disk stays full across head chunk writes and the time of a head
-// compaction, nor when it restarts while the disk is still full: it starts, serves at once,
-// and kubectl top and an HPA keep working. Once space returns, appends and compactions
-// resume by themselves and the store holds the samples written after.
+// TestDiskFull runs Hindsight on a small tmpfs with a 30-second block range, so that
+// head chunks are written every 30 seconds and the head is compacted at every pass of the
+// TSDB's minutely loop, and fills the volume to just below Hindsight's reserve. Appends
+// must pause (counted, reported by the storage health), the current window must go on
+// being served from memory, and Hindsight must not crash while the disk stays full across
+// head chunk writes and a pass where the head is due for compaction, nor when it restarts
+// while the disk is still full: it starts, serves at once, and kubectl top and an HPA
+// keep working. Once space returns, appends and compactions resume by themselves and the
+// store holds the samples written after.
 func TestDiskFull(t *testing.T) {
-	pending(t)
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root (CI and the project's machines run as root)")
 	}
@@ -46,11 +46,12 @@ func TestDiskFull(t *testing.T) {
 	mountTmpfs(t, dir, "1g")
 
 	const resolution = 10 * time.Second
-	// A minute's block range: the head cuts a chunk per series every minute, the TSDB's
-	// minutely pass writes them to chunks_head/, and the head is compacted into a block
-	// once it spans 1.5 minutes.
+	// A 30-second block range: the head cuts a chunk per series every 30 seconds (written
+	// to chunks_head/), and the head is compactable once it spans 45 seconds, so the
+	// TSDB's minutely pass compacts it every time.
+	const blockRange = 30 * time.Second
 	opts := cluster.HindsightOptions{Resolution: resolution, StorageDir: dir, Register: true,
-		ExtraArgs: []string{"--storage-block-duration=1m"}}
+		ExtraArgs: []string{"--storage-block-duration=" + blockRange.String()}}
 	h, hc := startHindsight(ctx, t, c, opts, 0)
 	admin, err := adminHTTP(c)
 	if err != nil {
@@ -77,13 +78,14 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 	tsdbDir := filepath.Join(dir, "tsdb")
-	if err := cluster.Poll(ctx, 4*time.Minute, time.Second, "a head compaction with space", func(context.Context) (bool, error) {
+	if err := cluster.Poll(ctx, 3*time.Minute, time.Second, "a head compaction with space", func(context.Context) (bool, error) {
 		return countBlocks(tsdbDir) > 0, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("with space: %d blocks, %d head chunk files, %.0f bytes free, reserve %.0f bytes",
-		countBlocks(tsdbDir), countFiles(filepath.Join(tsdbDir, "chunks_head")), metric("hindsight_storage_free_bytes"), metric("hindsight_storage_reserve_bytes"))
+	chunksDir := filepath.Join(tsdbDir, "chunks_head")
+	t.Logf("with space: %d blocks, head chunks %d bytes, %.0f bytes free, reserve %.0f bytes",
+		countBlocks(tsdbDir), dirBytes(chunksDir), metric("hindsight_storage_free_bytes"), metric("hindsight_storage_reserve_bytes"))
 
 	// Fill the volume to 1 MiB below the reserve, as Hindsight's own growth would.
 	reserve := uint64(metric("hindsight_storage_reserve_bytes"))
@@ -106,11 +108,11 @@ func TestDiskFull(t *testing.T) {
 	if code, body, err := get(ctx, admin, h.Port, "/readyz"); err != nil || code != http.StatusOK {
 		t.Errorf("GET /readyz with a full disk: %d %q %v; want 200, the window is still served", code, body, err)
 	}
-	blocksFull := countBlocks(tsdbDir)
+	blocksFull, chunksFull := countBlocks(tsdbDir), dirBytes(chunksDir)
 
-	// Stay full for 2.5 minutes: two passes of head chunk writes and the time of a head
-	// compaction. The window keeps moving all along.
-	for end := time.Now().Add(150 * time.Second); time.Now().Before(end); {
+	// Stay full for 75 seconds: two head chunk cuts and at least one minutely pass with
+	// the head due for compaction. The window keeps moving all along.
+	for end := time.Now().Add(2*blockRange + 15*time.Second); time.Now().Before(end); {
 		since := time.Now()
 		if err := cluster.Poll(ctx, 3*resolution, time.Second, "a window newer than the last check", newerWindow(hc, since)); err != nil {
 			t.Fatal(err)
@@ -119,8 +121,8 @@ func TestDiskFull(t *testing.T) {
 	}
 	free := metric("hindsight_storage_free_bytes")
 	dropped := counter(ctx, t, admin, h.Port, "hindsight_storage_dropped_samples_total", `reason="low_disk_space"`)
-	t.Logf("after %s full: alive, %.0f bytes free, %.0f samples not stored, %d blocks (%d when the disk filled)",
-		time.Since(filledAt).Round(time.Second), free, dropped, countBlocks(tsdbDir), blocksFull)
+	t.Logf("after %s full: alive, %.0f bytes free, %.0f samples not stored, %d blocks (%d when the disk filled), head chunks %d bytes (%d when the disk filled)",
+		time.Since(filledAt).Round(time.Second), free, dropped, countBlocks(tsdbDir), blocksFull, dirBytes(chunksDir), chunksFull)
 	if dropped == 0 {
 		t.Error("no samples counted as not stored while the disk was full")
 	}
@@ -136,7 +138,12 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("stop while full: %v\n%s", err, h.Tail(8192))
 	}
 	restartAt := time.Now()
-	h, hc = startHindsight(ctx, t, c, opts, 0)
+	if err := c.RestartHindsight(ctx, h); err != nil {
+		t.Fatalf("restart while full: %v", err)
+	}
+	if _, err := firstAnswer(ctx, hc, len(smokePods), time.Minute); err != nil {
+		t.Fatalf("restart while full: %v\n%s", err, h.Tail(8192))
+	}
 	t.Logf("restarted while full: every pod served %s after the start", time.Since(restartAt).Round(100*time.Millisecond))
 	if err := cluster.Poll(ctx, 3*resolution, time.Second, "appends paused after the restart", writable(0)); err != nil {
 		t.Fatal(err)
@@ -150,7 +157,14 @@ func TestDiskFull(t *testing.T) {
 	if out, err := c.Kubectl(ctx, "top", "pods", "-A", "--no-headers"); err != nil || len(strings.TrimSpace(out)) == 0 {
 		t.Fatalf("kubectl top pods while full: %v %q", err, out)
 	}
-	testHPA(ctx, t, c)
+	if err := createLoad(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	hpaAt := time.Now()
+	if err := scaleUp(ctx, c); err != nil {
+		t.Fatalf("HPA on a full disk: %v", err)
+	}
+	t.Logf("HPA on a full disk: read a utilisation and scaled to 4 in %s", time.Since(hpaAt).Round(time.Second))
 	alive("after the HPA test on a full disk")
 	t.Logf("after the HPA test: %.0f bytes free, %.0f samples not stored since the restart", metric("hindsight_storage_free_bytes"),
 		counter(ctx, t, admin, h.Port, "hindsight_storage_dropped_samples_total", `reason="low_disk_space"`))
@@ -166,7 +180,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("writes resumed %s after space returned", time.Since(freedAt).Round(100*time.Millisecond))
-	if err := cluster.Poll(ctx, 4*time.Minute, time.Second, "a head compaction once space returned", func(context.Context) (bool, error) {
+	if err := cluster.Poll(ctx, 3*time.Minute, time.Second, "a head compaction once space returned", func(context.Context) (bool, error) {
 		return countBlocks(tsdbDir) > blocksFull, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -206,10 +220,16 @@ func countBlocks(dir string) int {
 	return n
 }
 
-// countFiles returns how many entries dir holds.
-func countFiles(dir string) int {
+// dirBytes returns the bytes of the files dir holds (not of its subdirectories).
+func dirBytes(dir string) int64 {
 	es, _ := os.ReadDir(dir)
-	return len(es)
+	var n int64
+	for _, e := range es {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 // counter reads one labelled sample (name{labels}) from Hindsight's /metrics.
