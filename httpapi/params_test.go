@@ -191,7 +191,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h.cfg.MaxPoints != DefaultMaxPoints || h.cfg.MaxSeries != DefaultMaxSeries || h.cfg.QueryTimeout != DefaultQueryTimeout ||
-		h.cfg.Budget.Size() != budget.DefaultSize || h.cfg.Resolution != tsdb.DefaultResolution || h.cfg.Now == nil || h.log == nil {
+		h.cfg.Budget.Size() != budget.DefaultSize() || h.cfg.Resolution != tsdb.DefaultResolution || h.cfg.Now == nil || h.log == nil {
 		t.Errorf("defaults: %+v", h.cfg)
 	}
 }

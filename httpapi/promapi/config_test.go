@@ -47,7 +47,7 @@ func TestDefaults(t *testing.T) {
 	}
 	c := h.cfg
 	if c.Prefix != prefix || c.MaxSamples != DefaultMaxSamples || c.Timeout != DefaultTimeout ||
-		c.LookbackDelta != DefaultLookbackDelta || c.Budget == nil || h.budget.Size() != budget.DefaultSize {
+		c.LookbackDelta != DefaultLookbackDelta || c.Budget == nil || h.budget.Size() != budget.DefaultSize() {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.Version != EngineVersion() {
