@@ -3,7 +3,6 @@ package tsdb
 import (
 	"context"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/oklog/ulid/v2"
@@ -76,17 +75,8 @@ func addCrashPoints(o *promtsdb.Options) {
 	}
 }
 
-// snapshotInProgress reports whether the TSDB in dir is writing a chunk snapshot (its
-// temporary directory exists).
-func snapshotInProgress(dir string) bool {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, "chunk_snapshot.") && strings.HasSuffix(n, ".tmp") {
-			return true
-		}
-	}
-	return false
+// isSnapshotTmp reports whether name is the temporary directory the TSDB writes a chunk
+// snapshot into (renamed when complete).
+func isSnapshotTmp(name string) bool {
+	return strings.HasPrefix(name, "chunk_snapshot.") && strings.HasSuffix(name, ".tmp")
 }

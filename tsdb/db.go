@@ -264,7 +264,7 @@ func (db *DB) Close() error {
 	db.closed = true
 	db.queries.close()
 	var errs []error
-	stop := crashpoint.During(crashpoint.CloseSnapshot, func() bool { return snapshotInProgress(db.cfg.tsdbDir()) })
+	stop := crashpoint.OnOpen(crashpoint.CloseSnapshot, db.cfg.tsdbDir(), isSnapshotTmp)
 	err := db.tsdb.Close()
 	stop()
 	if err != nil {

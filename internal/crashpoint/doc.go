@@ -6,9 +6,10 @@
 // false: production binaries cannot be crashed by an environment variable. In a binary
 // built with -tags crashpoints, Hit kills its own process with SIGKILL (nothing deferred
 // runs, no buffer is flushed: exactly a kill -9) when the environment variable
-// HINDSIGHT_CRASH_AT is "name" (the first hit) or "name:n" (the n-th hit, n ≥ 1). During
+// HINDSIGHT_CRASH_AT is "name" (the first hit) or "name:n" (the n-th hit, n ≥ 1). OnOpen
 // starts a watcher for a moment that happens inside a library (the TSDB's head snapshot):
-// the process is killed as soon as its condition holds, until the returned stop is called.
+// the process is killed while a matching open(2) in a directory is pending, until the
+// returned stop is called.
 //
 // The names are the constants below; one definition each, which code and tests share.
 package crashpoint

@@ -8,5 +8,5 @@ const Enabled = false
 // Hit does nothing in a normal build.
 func Hit(string) {}
 
-// During does nothing in a normal build.
-func During(string, func() bool) (stop func()) { return func() {} }
+// OnOpen does nothing in a normal build.
+func OnOpen(string, string, func(string) bool) (stop func()) { return func() {} }
