@@ -180,7 +180,7 @@ func (db *DB) Write(ctx context.Context, b Batch) error {
 		return fmt.Errorf("write: %d samples not stored: %s has %d bytes free, below the reserve of %d: %w",
 			b.Len(), db.cfg.tsdbDir(), space.free, space.reserve, ErrLowDiskSpace)
 	}
-	err := db.app.appendBatch(ctx, withCrashPoints(db.appendable.AppenderV2(ctx)), &b)
+	err := db.app.appendBatch(ctx, withCrashPoints(db.appenderV2(ctx)), &b)
 	for reason, n := range db.app.skipped {
 		db.m.skipped[reason].Add(float64(n))
 	}

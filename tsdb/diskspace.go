@@ -1,10 +1,12 @@
 package tsdb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 )
 
@@ -30,8 +32,9 @@ import (
 // the first round that finds the reserve free again. Compactions, which write a whole new
 // block before the old data goes, are disabled while the free space is below the reserve
 // plus an estimate of the largest compaction (compactionSpace), and enabled again above
-// it. Open checks the same before the first Write, so a restart on a volume still short of
-// space starts paused and serves the restored window.
+// it; meanwhile rounds are appended through the head's appender, so that the TSDB's
+// minutely pass still runs (appenderV2). Open checks the same before the first Write, so a
+// restart on a volume still short of space starts paused and serves the restored window.
 //
 // The reserve (diskReserve), for s series (the head's, at least Config.ExpectedSeries):
 //
@@ -159,6 +162,25 @@ func (db *DB) compactionSpace() uint64 {
 type spaceGate struct {
 	compactionsOff bool
 	statfsFailed   bool
+}
+
+// appenderV2 returns the appender for a round. Call it with writeMu held.
+//
+// While compactions are off it is the TSDB head's own rather than the DB's. The DB's
+// appender wakes the TSDB's run loop on every commit of a compactable head, to try a
+// compaction; the loop re-arms its minutely timer on every wake-up, and that timer is what
+// runs the TSDB's minutely pass: reload the blocks (which applies retention) and m-map the
+// head's full chunks. With compactions off the head stays compactable, so with rounds
+// every resolution the timer never fired: retention stopped, and the cut chunks stayed on
+// the heap and in no file until the first pass that did run (once appends paused and the
+// commits stopped, or on Close) wrote them all at once, more than the reserve holds (one
+// chunk a series): the head chunk write that panics the process on a full disk. The
+// head's appender is the same appender without the wake-up; compactions need none.
+func (db *DB) appenderV2(ctx context.Context) storage.AppenderV2 {
+	if db.space.compactionsOff && db.appendable == storage.AppendableV2(db.tsdb) {
+		return db.tsdb.Head().AppenderV2(ctx)
+	}
+	return db.appendable.AppenderV2(ctx)
 }
 
 // recordSpace updates the storage health with a space check: s low means appends are

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,6 +121,74 @@ func TestLowDiskSpacePausesAppends(t *testing.T) {
 	if n := len(logs.find("Compactions paused")); n != 1 {
 		t.Errorf("%d compaction pause lines, want 1", n)
 	}
+}
+
+// TestCompactionsOffKeepsMinutelyPass writes a round every 15 s for ten minutes with the
+// free space between the reserve and a compaction's estimate (appends on, compactions
+// off) and a one-minute block range, so that every series cuts a head chunk a minute. The
+// TSDB's minutely pass (block reload with retention, head chunk m-map) must still run
+// about once a minute, so that at the end at most two chunks a series (the open one and
+// one cut since the last pass) wait on the heap for Close to write, as the reserve
+// assumes. Through the DB's appender (before appenderV2) it ran once, in the minute
+// before the head became compactable, and 50 of the 55 chunks were left.
+func TestCompactionsOffKeepsMinutelyPass(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		disk := &fakeDisk{}
+		disk.free.Store(diskReserve(DefaultExpectedSeries) + 1)
+		reg := prometheus.NewRegistry()
+		db, err := open(Config{Dir: t.TempDir(), Resolution: 15 * time.Second, BlockDuration: time.Minute}, slogt(t), reg, disk.freeBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := db.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		}()
+		reloads := gathered(t, reg, "prometheus_tsdb_reloads_total")
+		start := time.Now()
+		const rounds = 41 // ten minutes at 15 s
+		for i := range rounds {
+			write(t, db, diskRound(start, i))
+			time.Sleep(15 * time.Second)
+		}
+		if !db.space.compactionsOff {
+			t.Fatal("compactions on: the test did not put the disk between the reserve and a compaction")
+		}
+		series, created, mmapped := gathered(t, reg, "prometheus_tsdb_head_series"), gathered(t, reg, "prometheus_tsdb_head_chunks_created_total"), gathered(t, reg, "prometheus_tsdb_mmap_chunks_total")
+		passes := gathered(t, reg, "prometheus_tsdb_reloads_total") - reloads
+		t.Logf("%v series, %v head chunks cut, %v m-mapped; %v minutely passes in %s", series, created, mmapped, passes, time.Since(start))
+		if created < 10*series {
+			t.Fatalf("%v head chunks cut for %v series, want at least 10 each: the block range did not cut them", created, series)
+		}
+		if passes < 9 {
+			t.Errorf("%v minutely passes (block reloads) in ten minutes with compactions off, want at least 9", passes)
+		}
+		if left := created - mmapped; left > 2*series {
+			t.Errorf("%v head chunks not m-mapped after ten minutes with compactions off (%v cut, %v m-mapped), want at most 2 a series (%v)", left, created, mmapped, 2*series)
+		}
+	})
+}
+
+// gathered returns the value of the unlabelled counter or gauge name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) != 1 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("%s not gathered", name)
+	return 0
 }
 
 // TestOpenWithLowDiskSpace reopens a storage whose disk is below the reserve: Open
