@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -23,14 +24,15 @@ import (
 
 // TestDiskFull runs Hindsight on a small tmpfs with a 30-second block range, so that the
 // head is due for compaction at every pass of the TSDB's minutely loop, and fills the
-// volume to just below Hindsight's reserve. Appends must pause (counted, reported by the
-// storage health), the current window must go on being served from memory, and Hindsight
-// must not crash while the disk stays full across passes due for a head compaction, nor
-// when it restarts while the disk is still full: it starts, serves every pod, and kubectl
+// volume in two steps: to just above Hindsight's reserve (compactions stop, appends go on
+// and head chunks are m-mapped into the write buffer), then to just below it. Appends
+// must pause (counted, reported by the storage health), the current window must go on
+// being served from memory, and Hindsight must not crash while the disk stays full across
+// passes due for a head compaction, nor when it restarts while the disk is still full:
+// the shutdown flushes the buffered head chunks (the write that panics Prometheus on a
+// full disk; the test checks that it happened), the restart serves every pod, and kubectl
 // top and an HPA keep working. Once space returns, appends and compactions resume by
-// themselves and the store holds the samples written after. It logs the bytes in
-// chunks_head/ but does not force a head chunk write while full (in its runs there were
-// none): tsdb's TestOwnGrowthStopsAtReserve and TestFullTmpfs do, on a real tmpfs.
+// themselves and the store holds the samples written after.
 func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root (CI and the project's machines run as root)")
@@ -84,11 +86,36 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	chunksDir := filepath.Join(tsdbDir, "chunks_head")
-	t.Logf("with space: %d blocks, head chunks %d bytes, %.0f bytes free, reserve %.0f bytes",
-		countBlocks(tsdbDir), dirBytes(chunksDir), metric("hindsight_storage_free_bytes"), metric("hindsight_storage_reserve_bytes"))
+	t.Logf("with space: %d blocks, head chunks %d bytes written, %.0f bytes free, reserve %.0f bytes",
+		countBlocks(tsdbDir), writtenBytes(chunksDir), metric("hindsight_storage_free_bytes"), metric("hindsight_storage_reserve_bytes"))
 
-	// Fill the volume to 1 MiB below the reserve, as Hindsight's own growth would.
+	// Nearly full first: 4 MiB above the reserve, far below what a compaction needs.
+	// Appends go on and compactions stop, so no head truncation flushes the head-chunk
+	// file; the TSDB's minutely pass m-maps the chunks cut since (one per series every
+	// block range) into the head-chunk write buffer. (It did not before appends went
+	// through the head's appender while compactions are off: the wait below timed out.)
+	// Once the disk is full, the shutdown must flush them: the head-chunk write that
+	// panics Prometheus on a full disk.
 	reserve := uint64(metric("hindsight_storage_reserve_bytes"))
+	nearly := filepath.Join(dir, "filler-nearly")
+	if err := fillTo(nearly, dir, reserve+4<<20); err != nil {
+		t.Fatal(err)
+	}
+	mmapped := metric("prometheus_tsdb_mmap_chunks_total")
+	nearlyAt := time.Now()
+	if err := cluster.Poll(ctx, 3*time.Minute, time.Second, "head chunks m-mapped while compactions are off", func(ctx context.Context) (bool, error) {
+		v, err := gauge(ctx, admin, h.Port, "prometheus_tsdb_mmap_chunks_total")
+		return v > mmapped, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := gauge(ctx, admin, h.Port, "hindsight_storage_writable"); err != nil || w != 1 {
+		t.Fatalf("nearly full (4 MiB above the reserve): writable %v %v, want 1", w, err)
+	}
+	t.Logf("nearly full: %.0f chunks m-mapped %s after compactions stopped, head chunks %d bytes written",
+		metric("prometheus_tsdb_mmap_chunks_total")-mmapped, time.Since(nearlyAt).Round(time.Second), writtenBytes(chunksDir))
+
+	// Then fill the volume to 1 MiB below the reserve, as Hindsight's own growth would.
 	filler := filepath.Join(dir, "filler")
 	if err := fillTo(filler, dir, reserve-1<<20); err != nil {
 		t.Fatal(err)
@@ -108,7 +135,7 @@ func TestDiskFull(t *testing.T) {
 	if code, body, err := get(ctx, admin, h.Port, "/readyz"); err != nil || code != http.StatusOK {
 		t.Errorf("GET /readyz with a full disk: %d %q %v; want 200, the window is still served", code, body, err)
 	}
-	blocksFull, chunksFull := countBlocks(tsdbDir), dirBytes(chunksDir)
+	blocksFull, chunksFull := countBlocks(tsdbDir), writtenBytes(chunksDir)
 
 	// Stay full for 75 seconds: at least one minutely pass with the head due for
 	// compaction. The window keeps moving all along.
@@ -121,8 +148,8 @@ func TestDiskFull(t *testing.T) {
 	}
 	free := metric("hindsight_storage_free_bytes")
 	dropped := counter(ctx, t, admin, h.Port, "hindsight_storage_dropped_samples_total", `reason="low_disk_space"`)
-	t.Logf("after %s full: alive, %.0f bytes free, %.0f samples not stored, %d blocks (%d when the disk filled), head chunks %d bytes (%d when the disk filled)",
-		time.Since(filledAt).Round(time.Second), free, dropped, countBlocks(tsdbDir), blocksFull, dirBytes(chunksDir), chunksFull)
+	t.Logf("after %s full: alive, %.0f bytes free, %.0f samples not stored, %d blocks (%d when the disk filled), head chunks %d bytes written (%d when the disk filled)",
+		time.Since(filledAt).Round(time.Second), free, dropped, countBlocks(tsdbDir), blocksFull, writtenBytes(chunksDir), chunksFull)
 	if dropped == 0 {
 		t.Error("no samples counted as not stored while the disk was full")
 	}
@@ -133,9 +160,15 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("%d blocks after the disk filled, %d before: a compaction ran on a full disk", n, blocksFull)
 	}
 
-	// Restart while the disk is still full.
+	// Restart while the disk is still full: the shutdown flushes the buffered head chunks.
+	chunksBefore := writtenBytes(chunksDir)
 	if err := h.Stop(30 * time.Second); err != nil {
 		t.Fatalf("stop while full: %v\n%s", err, h.Tail(8192))
+	}
+	chunksAfter := writtenBytes(chunksDir)
+	t.Logf("stopped while full: head chunks %d bytes written, %d before the stop; %.0f bytes free", chunksAfter, chunksBefore, freeBytes(t, dir))
+	if chunksAfter <= chunksBefore {
+		t.Errorf("the shutdown on a full disk wrote no head chunks (%d bytes written before, %d after): the test missed the head-chunk flush", chunksBefore, chunksAfter)
 	}
 	restartAt := time.Now()
 	if err := c.RestartHindsight(ctx, h); err != nil {
@@ -172,8 +205,10 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("%d blocks after the HPA test on a full disk, %d before: a compaction ran on a full disk", n, blocksFull)
 	}
 
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{filler, nearly} {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	freedAt := time.Now()
 	if err := cluster.Poll(ctx, 3*resolution, time.Second, "storage writable again", writable(1)); err != nil {
@@ -220,16 +255,33 @@ func countBlocks(dir string) int {
 	return n
 }
 
-// dirBytes returns the bytes of the files dir holds (not of its subdirectories).
-func dirBytes(dir string) int64 {
+// writtenBytes returns how many bytes have been written to the files dir holds (not its
+// subdirectories): each file up to its last non-zero byte. Head-chunk files are
+// preallocated (128 KiB of zeros) and written sequentially, so their size says nothing.
+func writtenBytes(dir string) int64 {
 	es, _ := os.ReadDir(dir)
 	var n int64
 	for _, e := range es {
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
+		if !e.Type().IsRegular() {
+			continue
 		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		n += int64(len(bytes.TrimRight(b, "\x00")))
 	}
 	return n
+}
+
+// freeBytes returns the bytes free on dir's file system for an unprivileged writer.
+func freeBytes(t *testing.T, dir string) float64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatalf("statfs %s: %v", dir, err)
+	}
+	return float64(st.Bavail * uint64(st.Bsize))
 }
 
 // counter reads one labelled sample (name{labels}) from Hindsight's /metrics.
