@@ -25,6 +25,10 @@ $(OUT)/bin/lab: FORCE
 	@mkdir -p $(OUT)/bin
 	@$(GO) build -o $@ ./test/cmd/lab
 
+.PHONY: image
+image: ## build the OCI image (linux/amd64 and linux/arm64, no container engine) into _output/image
+	$(GO) -C deploy/image run . -repo ../.. -out ../../$(OUT)/image -version $(VERSION)
+
 .PHONY: tools
 tools: $(OUT)/bin/lab ## build the local control plane (etcd, kube-apiserver, kube-controller-manager, kubectl, kwok, metrics-server) from Go modules; minutes the first time, then cached
 	@echo "==> control-plane tools (the first build on a machine takes 15-25 minutes on 2 cores; progress every 30s)"
@@ -46,6 +50,8 @@ verify: ## gofmt and go vet
 test-unit: ## unit and integration tests with the race detector (end-to-end tests skip under -short)
 	@echo "==> unit and integration tests (-race -short)"
 	$(GO) test -race -short -count=1 ./...
+	@echo "==> image build (deploy/image: two builds, one digest)"
+	$(GO) -C deploy/image test -count=1 -timeout 20m ./...
 
 .PHONY: test-e2e
 test-e2e: tools ## end-to-end tests against a real local control plane
