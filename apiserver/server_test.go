@@ -22,12 +22,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/server/healthz"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/metrics/pkg/apis/metrics"
@@ -53,6 +55,9 @@ type testServer struct {
 }
 
 const healthTimeout = 30 * time.Second
+
+// extraGroupVersion is the aggregated group the test server serves its extra handler as.
+var extraGroupVersion = schema.GroupVersion{Group: "extra.example.com", Version: "v1"}
 
 func startServer(t *testing.T, f *fixture) *testServer {
 	t.Helper()
@@ -97,15 +102,18 @@ func startServer(t *testing.T, f *fixture) *testServer {
 		_ = ln.Close()
 		t.Fatal(err)
 	}
-	// What cmd does with the history API: same port, same authn/authz.
-	srv.HandlePrefix("/extra/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// What cmd does with the history API: same port, same authn/authz, and the same
+	// handler as an aggregated API group.
+	extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, ok := genericapirequest.UserFrom(r.Context())
 		if !ok {
 			http.Error(w, "no user", http.StatusInternalServerError)
 			return
 		}
-		fmt.Fprintf(w, "%s %s", u.GetName(), r.URL.Path)
-	}))
+		fmt.Fprintf(w, "%s %s %s", u.GetName(), r.URL.Path, r.URL.RawQuery)
+	})
+	srv.HandlePrefix("/extra/", extra)
+	srv.HandleGroup(extraGroupVersion, "/extra/", extra)
 	if ts.caData, err = os.ReadFile(serving.ServerCert.CertKey.CertFile); err != nil {
 		_ = ln.Close()
 		t.Fatal(err)
@@ -241,7 +249,7 @@ func (fakeAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator.
 		return nil, false, nil
 	}
 	switch token, _ := strings.CutPrefix(h, "Bearer "); token {
-	case "admin", "nobody":
+	case "admin", "nobody", "reader":
 		return &authenticator.Response{User: &user.DefaultInfo{Name: token, Groups: []string{user.AllAuthenticated}}}, true, nil
 	}
 	return nil, false, errors.New("invalid bearer token")
@@ -254,6 +262,16 @@ func fakeAuthorize(_ context.Context, a authorizer.Attributes) (authorizer.Decis
 	}
 	if !a.IsResourceRequest() && isHealthPath(a.GetPath()) {
 		return authorizer.DecisionAllow, "", nil
+	}
+	// reader may read the extra group's pods in ns1, and discovery.
+	if u := a.GetUser(); u != nil && u.GetName() == "reader" {
+		if !a.IsResourceRequest() && (a.GetPath() == "/api" || a.GetPath() == "/apis" || strings.HasPrefix(a.GetPath(), "/apis/")) {
+			return authorizer.DecisionAllow, "", nil
+		}
+		if a.IsResourceRequest() && a.GetAPIGroup() == extraGroupVersion.Group && a.GetNamespace() == "ns1" &&
+			a.GetResource() == "pods" && (a.GetVerb() == "get" || a.GetVerb() == "list") {
+			return authorizer.DecisionAllow, "", nil
+		}
 	}
 	return authorizer.DecisionNoOpinion, "denied by the test authorizer", nil
 }
@@ -595,7 +613,7 @@ func TestServer(t *testing.T) {
 			code     int
 			wantBody string
 		}{
-			{"admin", http.StatusOK, "admin /extra/a/b"},
+			{"admin", http.StatusOK, "admin /extra/a/b "},
 			{"nobody", http.StatusForbidden, ""},
 			{"", http.StatusUnauthorized, ""},
 		} {
@@ -605,6 +623,60 @@ func TestServer(t *testing.T) {
 			}
 		}
 		ts.takeContentTypes()
+	})
+
+	t.Run("aggregated group", func(t *testing.T) {
+		dc, err := discovery.NewDiscoveryClientForConfig(ts.restConfig("reader", false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Aggregated discovery (/apis as one document) first, as kubectl asks for it.
+		_, lists, err := dc.ServerGroupsAndResources()
+		if err != nil {
+			t.Fatalf("discovery: %v", err)
+		}
+		var found bool
+		for _, l := range lists {
+			if l.GroupVersion == extraGroupVersion.String() {
+				found = true
+				if len(l.APIResources) != 0 {
+					t.Errorf("%s lists resources %v; want none", l.GroupVersion, l.APIResources)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("aggregated discovery lacks %s", extraGroupVersion)
+		}
+		// Unaggregated discovery: what the aggregator's availability check reads.
+		for path, want := range map[string]string{
+			"/apis/" + extraGroupVersion.Group:    `"kind":"APIGroup"`,
+			"/apis/" + extraGroupVersion.String(): `"kind":"APIResourceList"`,
+		} {
+			code, body := ts.get(t, path, "reader")
+			if code != http.StatusOK || !strings.Contains(body, want) {
+				t.Errorf("GET %s = %d %q; want 200 with %s", path, code, body, want)
+			}
+		}
+		base := "/apis/" + extraGroupVersion.String()
+		for _, tc := range []struct {
+			token, path string
+			code        int
+			body        string
+		}{
+			{"reader", base + "/namespaces/ns1/pods/a?start=-1h&format=csv", http.StatusOK, "reader /extra/namespaces/ns1/pods/a start=-1h&format=csv"},
+			{"reader", base + "/namespaces/ns1/pods", http.StatusOK, "reader /extra/namespaces/ns1/pods "},
+			{"reader", base + "/namespaces/ns2/pods/a", http.StatusForbidden, ""},
+			{"reader", base + "/nodes/n1", http.StatusForbidden, ""},
+			// The direct path is a non-resource URL: the group's RBAC does not grant it.
+			{"reader", "/extra/namespaces/ns1/pods/a", http.StatusForbidden, ""},
+			{"admin", base + "/cluster", http.StatusOK, "admin /extra/cluster "},
+			{"", base + "/namespaces/ns1/pods/a", http.StatusUnauthorized, ""},
+		} {
+			code, body := ts.get(t, tc.path, tc.token)
+			if code != tc.code || (tc.body != "" && body != tc.body) {
+				t.Errorf("GET %s as %q = %d %q; want %d %q", tc.path, tc.token, code, body, tc.code, tc.body)
+			}
+		}
 	})
 
 	t.Run("metrics endpoint", func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
@@ -24,6 +25,13 @@ import (
 
 // Prefix is where the history API lives; cmd mounts the handler there.
 const Prefix = "/history/v1/"
+
+// GroupVersion is the history API as an aggregated API group: through the kube-apiserver,
+// /apis/history.hindsight.dev/v1/<path> is Prefix<path>, and the kube-apiserver's RBAC
+// sees a resource request of this group (/apis/history.hindsight.dev/v1/namespaces/shop/deployments/web
+// is get deployments.history.hindsight.dev "web" in namespace shop) before the handler's
+// own per-namespace checks.
+var GroupVersion = schema.GroupVersion{Group: "history.hindsight.dev", Version: "v1"}
 
 // Samples answers range queries over the stored series. *tsdb.DB implements it.
 type Samples interface {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
 	appsv1informers "k8s.io/client-go/informers/apps/v1"
@@ -268,8 +270,10 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 	o.server.SelfAuthorizedPaths = []string{httpapi.Prefix + "*", prometheusPrefix + "/*"}
 	// The read APIs have limits of their own (below), apart from metrics.k8s.io's
 	// --max-requests-inflight and --request-timeout: history load never takes the HPA's
-	// places.
-	o.server.OwnLimitPaths = o.server.SelfAuthorizedPaths
+	// places. That holds for their aggregated groups too, whose requests the delegated
+	// authorizer checks first (they are resource requests of those groups).
+	o.server.OwnLimitPaths = append(slices.Clone(o.server.SelfAuthorizedPaths),
+		"/apis/"+httpapi.GroupVersion.String()+"/*", "/apis/"+prometheusGroupVersion.String()+"/*")
 	if err := o.server.ApplyTo(apiCfg); err != nil {
 		return nil, fmt.Errorf("configure API server: %w", err)
 	}
@@ -308,6 +312,7 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 		return nil, fmt.Errorf("create history API: %w", err)
 	}
 	srv.HandlePrefix(httpapi.Prefix, history)
+	srv.HandleGroup(httpapi.GroupVersion, httpapi.Prefix, history)
 	prom, err := promapi.New(promapi.Config{
 		Prefix:           prometheusPrefix + "/api/v1",
 		Queryable:        st.db.Queryable(),
@@ -326,13 +331,25 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 	if err != nil {
 		return nil, fmt.Errorf("create Prometheus API: %w", err)
 	}
-	srv.HandlePrefix(prometheusPrefix+"/", prom)
+	// <prefix>/namespaces/<ns>/api/v1 is a tenant's own data source: through the
+	// aggregator, a RoleBinding in <ns> grants it.
+	tenants := promapi.Namespaced(prometheusPrefix, prom)
+	srv.HandlePrefix(prometheusPrefix+"/", tenants)
+	srv.HandleGroup(prometheusGroupVersion, prometheusPrefix+"/", tenants)
 	return srv, nil
 }
 
 // prometheusPrefix is where the Prometheus-compatible read API lives: a Prometheus data
 // source in Grafana, or promtool, is pointed at https://<hindsight>/prometheus.
 const prometheusPrefix = "/prometheus"
+
+// prometheusGroupVersion is the Prometheus-compatible API as an aggregated API group:
+// through the kube-apiserver, a data source is pointed at
+// https://<kube-apiserver>/apis/prometheus.hindsight.dev/v1 (its /api/v1/query is then
+// /apis/prometheus.hindsight.dev/v1/api/v1/query, which RBAC sees as cluster-scoped
+// resource "api", name "v1", subresource "query"; verb get, or create for POST), or a
+// tenant's at .../v1/namespaces/<ns> (the same, in namespace <ns>).
+var prometheusGroupVersion = schema.GroupVersion{Group: "prometheus.hindsight.dev", Version: "v1"}
 
 // storageCloseDeadline bounds how long after shutdown begins the storage waits for the API
 // server before it closes. The API server may take long to stop: --shutdown-delay-duration,
