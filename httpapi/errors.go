@@ -25,12 +25,17 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.msg }
 
-// errorBody is the JSON of every error response.
+// errorBody is the JSON of every error response: a Kubernetes Status (kind, apiVersion,
+// status "Failure", code, reason, message), so that kubectl and client-go show the message
+// of an error answered through the kube-apiserver, plus the parameter a 400 is about.
 type errorBody struct {
-	Status    int    `json:"status"`
-	Reason    string `json:"reason"`
-	Parameter string `json:"parameter,omitempty"`
-	Message   string `json:"message"`
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Status     string `json:"status"`
+	Code       int    `json:"code"`
+	Reason     string `json:"reason"`
+	Parameter  string `json:"parameter,omitempty"`
+	Message    string `json:"message"`
 }
 
 // paramError is a 400 naming the parameter.
@@ -113,5 +118,6 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 		w.Header().Set("Retry-After", ae.retryAfter)
 	}
 	w.WriteHeader(ae.status)
-	_ = json.NewEncoder(w).Encode(errorBody{Status: ae.status, Reason: ae.reason, Parameter: ae.param, Message: ae.msg})
+	_ = json.NewEncoder(w).Encode(errorBody{Kind: "Status", APIVersion: "v1", Status: "Failure", Code: ae.status,
+		Reason: ae.reason, Parameter: ae.param, Message: ae.msg})
 }

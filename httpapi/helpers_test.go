@@ -509,10 +509,13 @@ type resourceResp struct {
 }
 
 type errorResp struct {
-	Status    int    `json:"status"`
-	Reason    string `json:"reason"`
-	Parameter string `json:"parameter"`
-	Message   string `json:"message"`
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Status     string `json:"status"`
+	Code       int    `json:"code"`
+	Reason     string `json:"reason"`
+	Parameter  string `json:"parameter"`
+	Message    string `json:"message"`
 }
 
 // decode checks that w is a 200 JSON response and decodes it strictly.
@@ -544,8 +547,8 @@ func decodeError(t testing.TB, w *httptest.ResponseRecorder) errorResp {
 	if err := dec.Decode(&out); err != nil {
 		t.Fatalf("decode error body %q: %v", w.Body, err)
 	}
-	if out.Status != w.Code {
-		t.Errorf("body status %d, response status %d", out.Status, w.Code)
+	if out.Kind != "Status" || out.APIVersion != "v1" || out.Status != "Failure" || out.Code != w.Code {
+		t.Errorf("error body %+v, want a v1 Status, Failure, code %d", out, w.Code)
 	}
 	return out
 }
