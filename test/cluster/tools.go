@@ -23,6 +23,8 @@ const (
 	KwokVersion          = "v0.8.0"
 	MetricsServerVersion = "v0.9.0"
 	PrometheusVersion    = "v3.15.0"
+	HelmVersion          = "v4.3.2"
+	Kubectl137Version    = "v1.37.2" // a kubectl newer than the control plane
 )
 
 // Tools are the paths of the built control-plane binaries.
@@ -32,10 +34,12 @@ type Tools struct {
 	KubeAPIServer         string
 	KubeControllerManager string
 	Kubectl               string
+	Kubectl137            string // kubectl-1.37
 	Kwok                  string
 	KwokConfig            string
 	MetricsServer         string
 	Promtool              string
+	Helm                  string
 }
 
 func toolsIn(dir string) Tools {
@@ -45,10 +49,12 @@ func toolsIn(dir string) Tools {
 		KubeAPIServer:         filepath.Join(dir, "kube-apiserver"),
 		KubeControllerManager: filepath.Join(dir, "kube-controller-manager"),
 		Kubectl:               filepath.Join(dir, "kubectl"),
+		Kubectl137:            filepath.Join(dir, "kubectl-1.37"),
 		Kwok:                  filepath.Join(dir, "kwok"),
 		KwokConfig:            filepath.Join(dir, "kwok-config"),
 		MetricsServer:         filepath.Join(dir, "metrics-server"),
 		Promtool:              filepath.Join(dir, "promtool"),
+		Helm:                  filepath.Join(dir, "helm"),
 	}
 }
 
@@ -96,6 +102,24 @@ func toolModules() []toolModule {
 			targets: []string{"tool"},
 			ldflags: "-s -w",
 			outputs: []string{"promtool"},
+			stamped: true,
+		},
+		{
+			name:    "helm",
+			what:    "helm " + HelmVersion,
+			targets: []string{"tool"},
+			ldflags: "-s -w -X helm.sh/helm/v4/internal/version.version=" + HelmVersion +
+				" -X helm.sh/helm/v4/internal/version.gitTreeState=clean",
+			outputs: []string{"helm"},
+			stamped: true,
+		},
+		{
+			name:    "kubectl137",
+			what:    "kubectl " + Kubectl137Version + " (as kubectl-1.37)",
+			targets: []string{"./kubectl"},
+			ldflags: "-s -w " + versionLDFlags(Kubectl137Version),
+			renames: map[string]string{"kubectl": "kubectl-1.37"}, // not to clash with the v1.34 kubectl
+			outputs: []string{"kubectl-1.37"},
 			stamped: true,
 		},
 	}

@@ -1,8 +1,9 @@
 // Command lab builds and runs Hindsight's local control plane (package test/cluster) outside
 // of `go test`:
 //
-//	lab tools   build etcd, kube-apiserver, kube-controller-manager, kubectl, kwok and the
-//	            metrics-server peer into the tools cache (minutes the first time, then instant)
+//	lab tools   build etcd, kube-apiserver, kube-controller-manager, kubectl, kwok, the
+//	            metrics-server peer, promtool, helm and kubectl 1.37 into the tools cache
+//	            (minutes the first time, then instant)
 //	lab demo    start a local cluster with a simulated fleet and a metrics server, print what
 //	            to type next, and stop everything on Ctrl-C
 package main
