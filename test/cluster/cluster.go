@@ -178,6 +178,17 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// KubectlWith runs another kubectl binary (such as Tools.Kubectl137) against the cluster
+// as the admin and returns its combined output.
+func (c *Cluster) KubectlWith(ctx context.Context, bin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.Kubeconfig()}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
 // WriteKubeconfig writes a kubeconfig for a client certificate to path.
 func (c *Cluster) WriteKubeconfig(path, user, certFile, keyFile string) error {
 	return writeKubeconfig(path, c.APIServerURL, c.PKI.Path("ca.crt"), user, certFile, keyFile, "")
@@ -325,7 +336,8 @@ func (c *Cluster) startControllerManager(ctx context.Context, port int, opts Opt
 		"--use-service-account-credentials=true", "--root-ca-file="+c.PKI.Path("ca.crt"),
 		"--service-account-private-key-file="+c.PKI.Path("sa.key"),
 		"--controllers=horizontal-pod-autoscaler-controller,deployment-controller,replicaset-controller,"+
-			"garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller",
+			"garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,"+
+			"clusterrole-aggregation-controller", // view, edit and admin gather the readers' roles, as in a real cluster
 		"--horizontal-pod-autoscaler-sync-period="+opts.HPASyncPeriod.String(),
 		"--horizontal-pod-autoscaler-downscale-stabilization="+opts.HPADownscaleStabilization.String(),
 		// Without these, pods younger than 5 minutes count as unready and block scale-up.

@@ -39,6 +39,11 @@ func BuildHindsightTags(ctx context.Context, dir string, tags ...string) (string
 	return bin, nil
 }
 
+// HindsightGroups are the API groups besides metrics.k8s.io that Hindsight serves for the
+// aggregator (v1 each): the history API and the Prometheus-compatible API, named as in
+// deploy/kustomize/base/apiservice.yaml.
+var HindsightGroups = []string{"history.hindsight.dev", "prometheus.hindsight.dev"}
+
 // Hindsight is a running Hindsight process of the cluster.
 type Hindsight struct {
 	*Process
@@ -61,8 +66,8 @@ type HindsightOptions struct {
 	StorageDir string
 	// Port is --secure-port; zero means a free port.
 	Port int
-	// Register makes Hindsight the cluster's metrics.k8s.io server for v1 and v1beta1 and
-	// waits until both APIServices are Available.
+	// Register makes Hindsight the cluster's metrics.k8s.io server for v1 and v1beta1,
+	// registers HindsightGroups too, and waits until every APIService is Available.
 	Register bool
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
@@ -128,8 +133,17 @@ func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hind
 		if err := c.RegisterAPIService(ctx, "hindsight", o.Port, "metrics.k8s.io", "v1", "v1beta1"); err != nil {
 			return nil, err
 		}
-		for _, v := range []string{"v1", "v1beta1"} {
-			if err := c.WaitAPIServiceAvailable(ctx, v+".metrics.k8s.io", 120*time.Second); err != nil {
+		for _, g := range HindsightGroups {
+			if err := c.RegisterAPIService(ctx, "hindsight", o.Port, g, "v1"); err != nil {
+				return nil, err
+			}
+		}
+		names := []string{"v1.metrics.k8s.io", "v1beta1.metrics.k8s.io"}
+		for _, g := range HindsightGroups {
+			names = append(names, "v1."+g)
+		}
+		for _, n := range names {
+			if err := c.WaitAPIServiceAvailable(ctx, n, 120*time.Second); err != nil {
 				return nil, err
 			}
 		}

@@ -19,9 +19,13 @@ import (
 
 // HindsightRBACManifest is the path of Hindsight's RBAC inside the source tree: the one
 // definition of what Hindsight may do, which the harness applies as it ships.
-const HindsightRBACManifest = "deploy/kustomize/rbac.yaml"
+const HindsightRBACManifest = "deploy/kustomize/base/rbac.yaml"
 
-// manifestNamespace is the namespace deploy/kustomize/kustomization.yaml puts every
+// ReadersRBACManifest holds the ClusterRoles of those who read what Hindsight serves
+// (aggregated into view, edit and admin), as they ship.
+const ReadersRBACManifest = "deploy/kustomize/base/readers.yaml"
+
+// manifestNamespace is the namespace deploy/kustomize/base/kustomization.yaml puts every
 // namespaced object in.
 const manifestNamespace = "kube-system"
 
@@ -167,11 +171,23 @@ func (c *Cluster) updateClusterRole(ctx context.Context, want *rbacv1.ClusterRol
 	return err
 }
 
-// GrantHindsightRBAC applies HindsightRBACManifest, bound to user.
+// GrantHindsightRBAC applies HindsightRBACManifest, bound to user, and the readers'
+// ClusterRoles of ReadersRBACManifest.
 func (c *Cluster) GrantHindsightRBAC(ctx context.Context, user string) error {
 	r, err := LoadHindsightRBAC()
 	if err != nil {
 		return err
 	}
-	return c.ApplyRBAC(ctx, r, user)
+	if err := c.ApplyRBAC(ctx, r, user); err != nil {
+		return err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	readers, err := LoadRBAC(filepath.Join(root, ReadersRBACManifest))
+	if err != nil {
+		return err
+	}
+	return c.ApplyRBAC(ctx, readers, user)
 }

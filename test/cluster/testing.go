@@ -48,3 +48,17 @@ func progressWriter(t testing.TB) io.Writer {
 	}
 	return os.Stderr
 }
+
+// NeedTools returns the built tools for a test that runs them without a cluster (helm,
+// kubectl kustomize), building them first if needed. Like New, it skips under -short.
+func NeedTools(t testing.TB) Tools {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the tools of the local control plane; skipped with -short")
+	}
+	tools, err := EnsureTools(context.Background(), progressWriter(t))
+	if err != nil {
+		t.Fatalf("build tools: %v", err)
+	}
+	return tools
+}

@@ -46,7 +46,7 @@ type access struct{ group, resource, verb string }
 
 func (a access) String() string { return fmt.Sprintf("%s %s.%s", a.verb, a.resource, a.group) }
 
-// TestRBAC checks that the ClusterRole of deploy/kustomize/rbac.yaml is exactly what
+// TestRBAC checks that the ClusterRole of deploy/kustomize/base/rbac.yaml is exactly what
 // Hindsight uses, both ways, in one cluster whose kube-apiserver audits Hindsight's user
 // and whose kubelets authorize like real ones (cluster.AuthorizingKubelet, in front of kwok):
 //

@@ -25,7 +25,7 @@ func TestAuditedAccesses(t *testing.T) {
 
 // TestRBACChecksCoverManifest checks, without a cluster, that TestRBAC has a removal check
 // for every rule of the shipped ClusterRole that is not pending, and that every pending
-// access is granted: a rule added to deploy/kustomize/rbac.yaml needs a test.
+// access is granted: a rule added to deploy/kustomize/base/rbac.yaml needs a test.
 func TestRBACChecksCoverManifest(t *testing.T) {
 	r, err := cluster.LoadHindsightRBAC()
 	if err != nil {
