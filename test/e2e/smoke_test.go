@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,24 +35,16 @@ func TestSmokeMetricsServerPeer(t *testing.T) {
 	createFleet(ctx, t, c, smokePods)
 	wantNodes, wantContainers := expectedUsage(smokePods)
 
-	// The shipped manifests are valid for a real kube-apiserver (server-side dry run), before
-	// any metrics server has registered its APIServices.
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := c.Kubectl(ctx, "apply", "--dry-run=server", "-k", filepath.Join(root, "deploy", "kustomize")); err != nil {
-		t.Errorf("deploy/kustomize does not apply: %v", err)
-	} else if n := strings.Count(out, "(server dry run)"); n < 10 {
-		t.Errorf("deploy/kustomize applied %d objects, want at least 10:\n%s", n, out)
-	}
+	// The shipped manifests are valid for a real kube-apiserver (server-side apply, dry
+	// run), before any metrics server has registered its APIServices.
+	checkManifestsApply(ctx, t, c)
 
 	if _, err := c.StartMetricsServer(ctx, cluster.MetricsServerOptions{Resolution: 10 * time.Second, Register: true}); err != nil {
 		t.Fatal(err)
 	}
 
 	var nodeRows map[string]usage
-	err = cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top nodes to show every node", func(ctx context.Context) (bool, error) {
+	err := cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top nodes to show every node", func(ctx context.Context) (bool, error) {
 		out, err := c.Kubectl(ctx, "top", "nodes", "--no-headers")
 		if err != nil {
 			return false, err
