@@ -58,44 +58,73 @@ func TestHindsight(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Run("kubectl top nodes", func(t *testing.T) {
-		var rows map[string]usage
-		err := cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top nodes to show every node", func(ctx context.Context) (bool, error) {
-			out, err := c.Kubectl(ctx, "top", "nodes", "--no-headers")
+	// kubectl top as users of Kubernetes 1.34 (metrics.k8s.io/v1beta1) and 1.37 (v1) run it;
+	// -v=6 logs the URL of each request, which shows the version asked for.
+	for _, kc := range []struct{ name, bin, version string }{
+		{"1.34", c.Tools.Kubectl, "v1beta1"},
+		{"1.37", c.Tools.Kubectl137, "v1"},
+	} {
+		top := func(ctx context.Context, args ...string) (string, error) {
+			out, err := c.KubectlWith(ctx, kc.bin, append([]string{"top", "-v=6"}, args...)...)
 			if err != nil {
-				return false, err
+				return "", err
 			}
-			rows, err = parseTop(out, 0, 1, 3)
-			return err == nil && len(rows) == len(wantNodes), err
+			var rows []string
+			asked := false
+			for _, line := range strings.Split(out, "\n") {
+				switch {
+				case strings.Contains(line, "/apis/metrics.k8s.io/"+kc.version+"/"):
+					asked = true
+				case strings.Contains(line, "/apis/metrics.k8s.io/"):
+				case strings.Contains(line, "] "): // other klog lines
+				default:
+					rows = append(rows, line)
+				}
+			}
+			if !asked {
+				return "", fmt.Errorf("kubectl %s top %v did not ask for metrics.k8s.io/%s:\n%s", kc.name, args, kc.version, out)
+			}
+			return strings.Join(rows, "\n"), nil
+		}
+		t.Run("kubectl "+kc.name+" top nodes", func(t *testing.T) {
+			var rows map[string]usage
+			err := cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top nodes to show every node", func(ctx context.Context) (bool, error) {
+				out, err := top(ctx, "nodes", "--no-headers")
+				if err != nil {
+					return false, err
+				}
+				rows, err = parseTop(out, 0, 1, 3)
+				return err == nil && len(rows) == len(wantNodes), err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range wantNodes {
+				checkUsage(t, "node "+name, rows[name], want, 0.02)
+			}
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for name, want := range wantNodes {
-			checkUsage(t, "node "+name, rows[name], want, 0.02)
-		}
-	})
 
-	t.Run("kubectl top pods", func(t *testing.T) {
-		var rows map[string]usage
-		err := cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top pods to show every container", func(ctx context.Context) (bool, error) {
-			out, err := c.Kubectl(ctx, "top", "pods", "-A", "--containers", "--no-headers")
+		t.Run("kubectl "+kc.name+" top pods", func(t *testing.T) {
+			var rows map[string]usage
+			err := cluster.Poll(ctx, 2*time.Minute, time.Second, "kubectl top pods to show every container", func(ctx context.Context) (bool, error) {
+				out, err := top(ctx, "pods", "-A", "--containers", "--no-headers")
+				if err != nil {
+					return false, err
+				}
+				rows, err = parseTop(out, 3, 3, 4, 0, 1, 2)
+				return err == nil && len(rows) == len(wantContainers), err
+			})
 			if err != nil {
-				return false, err
+				t.Fatal(err)
 			}
-			rows, err = parseTop(out, 3, 3, 4, 0, 1, 2)
-			return err == nil && len(rows) == len(wantContainers), err
+			for key, want := range wantContainers {
+				checkUsage(t, "container "+key, rows[key], want, 0.02)
+			}
+			if _, ok := rows["default/pending-0/app"]; ok {
+				t.Error("pod pending-0 is not Running but has metrics")
+			}
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for key, want := range wantContainers {
-			checkUsage(t, "container "+key, rows[key], want, 0.02)
-		}
-		if _, ok := rows["default/pending-0/app"]; ok {
-			t.Error("pod pending-0 is not Running but has metrics")
-		}
-	})
+	}
 
 	for _, version := range []string{"v1", "v1beta1"} {
 		t.Run("raw "+version, func(t *testing.T) {

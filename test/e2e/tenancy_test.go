@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -43,7 +47,7 @@ func TestTenancy(t *testing.T) {
 	}
 	oldUID := mk("team", "old-0")
 	mk("rival", "r-0")
-	h, _ := startHindsight(ctx, t, c, cluster.HindsightOptions{Resolution: 10 * time.Second}, 2-len(smokePods))
+	h, _ := startHindsight(ctx, t, c, cluster.HindsightOptions{Resolution: 10 * time.Second, Register: true}, 2-len(smokePods))
 
 	// The user kinds, by their RBAC rights.
 	clusterToken, err := readerToken(ctx, c, "kube-system", "tenancy-cluster", true)
@@ -250,6 +254,114 @@ func TestTenancy(t *testing.T) {
 		i := max(strings.Index(body, "old-0")-300, 0)
 		t.Errorf("tenant: history of team's pods: %d, want new-0 only: %.600s", code, body[i:])
 	}
+
+	throughAggregator(ctx, t, c, tenantToken)
+}
+
+// throughAggregator reads the history API and the Prometheus-compatible API through the
+// kube-apiserver with nothing but a kubeconfig: the tenant (default/team-tenant, bound to
+// view in team, which the readers' roles are aggregated into) reads team and not rival, and
+// both checks hold: the kube-apiserver's RBAC on the aggregated groups, and Hindsight's own
+// per-namespace check (a user granted the history groups but not pods.metrics.k8s.io is
+// refused by Hindsight).
+func throughAggregator(ctx context.Context, t *testing.T, c *cluster.Cluster, tenantToken string) {
+	t.Helper()
+	rbac := c.Client().RbacV1()
+	bind := func(ns, name, sa, kind, role string) {
+		t.Helper()
+		if _, err := rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: kind, Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: "default"}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bind("team", "tenant-view", "team-tenant", "ClusterRole", "view")
+	histOnly, err := c.ServiceAccountToken(ctx, "default", "history-only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind("team", "history-only", "history-only", "ClusterRole", "hindsight:history-reader")
+
+	dir := t.TempDir()
+	kubectl := func(token string, args ...string) (string, error) {
+		kc := filepath.Join(dir, fmt.Sprintf("kubeconfig-%x", sha256.Sum256([]byte(token))))
+		if err := c.WriteTokenKubeconfig(kc, "user", token); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, c.Tools.Kubectl, append([]string{"--kubeconfig", kc}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	const history = "/apis/history.hindsight.dev/v1"
+	// The aggregated view role takes a moment to include the readers' roles (the
+	// clusterrole-aggregation controller), and the SubjectAccessReview cache 10 s.
+	var csv string
+	if err := cluster.Poll(ctx, time.Minute, time.Second, "tenant reads team's history through the kube-apiserver", func(context.Context) (bool, error) {
+		out, err := kubectl(tenantToken, "get", "--raw", history+"/namespaces/team/pods?start=-10m&format=csv")
+		csv = out
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("%v: %s", err, csv)
+	}
+	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) < 2 || !strings.Contains(csv, "new-0") || strings.Contains(csv, "old-0") {
+		t.Errorf("tenant: CSV of team's pods through the kube-apiserver: want a header and rows of new-0 only:\n%.600s", csv)
+	}
+	for _, tc := range []struct {
+		who, token, path, want string
+	}{
+		// Refused by the kube-apiserver's RBAC: nothing granted in rival.
+		{"tenant", tenantToken, history + "/namespaces/rival/pods?start=-10m", `cannot list resource "pods" in API group "history.hindsight.dev" in the namespace "rival"`},
+		// Refused by Hindsight: the groups are granted, pods.metrics.k8s.io is not.
+		{"history-only", histOnly, history + "/namespaces/team/pods?start=-10m", `cannot get resource "pods" in API group "metrics.k8s.io" in the namespace "team"`},
+	} {
+		out, err := kubectl(tc.token, "get", "--raw", tc.path)
+		if err == nil || !strings.Contains(out, tc.want) || !strings.Contains(out, "Forbidden") {
+			t.Errorf("%s: kubectl get --raw %s: %v, want Forbidden with %q: %.400s", tc.who, tc.path, err, tc.want, out)
+		}
+	}
+
+	// promtool with the kube-apiserver's URL and the tenant's token: the tenant's own data
+	// source (namespaced path, granted by the RoleBinding) reads team only; the cluster-wide
+	// path is refused by the kube-apiserver (no ClusterRoleBinding).
+	tokenFile := filepath.Join(dir, "tenant-token")
+	if err := os.WriteFile(tokenFile, []byte(tenantToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpConfig := filepath.Join(dir, "http.yml")
+	if err := os.WriteFile(httpConfig, fmt.Appendf(nil, "authorization:\n  type: Bearer\n  credentials_file: %s\ntls_config:\n  ca_file: %s\n", tokenFile, c.PKI.Path("ca.crt")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	promtool := func(server string) (string, error) {
+		cmd := exec.CommandContext(ctx, c.Tools.Promtool, "query", "instant", "--format=json", "--http.config.file="+httpConfig, server, "pod_cpu_usage_seconds_total")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	tenantSource := c.APIServerURL + "/apis/prometheus.hindsight.dev/v1/namespaces/team"
+	out, err := promtool(tenantSource)
+	if err != nil {
+		t.Fatalf("promtool against %s: %v: %s", tenantSource, err, out)
+	}
+	var vec []struct {
+		Metric map[string]string `json:"metric"`
+	}
+	if err := json.Unmarshal([]byte(out), &vec); err != nil {
+		t.Fatalf("promtool output: %v: %s", err, out)
+	}
+	if got := namespaceSet(func() []map[string]string {
+		var m []map[string]string
+		for _, s := range vec {
+			m = append(m, s.Metric)
+		}
+		return m
+	}()); fmt.Sprint(got) != "[team]" {
+		t.Errorf("promtool through the kube-apiserver as the tenant: namespaces %q, want [team]", got)
+	}
+	if out, err := promtool(c.APIServerURL + "/apis/prometheus.hindsight.dev/v1"); err == nil || !strings.Contains(out, "403") {
+		t.Errorf("promtool on the cluster-wide path as the tenant: %v, want 403: %.400s", err, out)
+	}
+	t.Logf("through the kube-apiserver: tenant's CSV %d lines, PromQL %d series of team", strings.Count(csv, "\n"), len(vec))
 }
 
 // nodesOnlyToken returns the token of a ServiceAccount that may get nodes.metrics.k8s.io
