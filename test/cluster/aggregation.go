@@ -22,8 +22,8 @@ var apiServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io",
 // so the route is an ExternalName Service kube-system/<service> → localhost (with the default
 // --enable-aggregator-routing=false); the server's certificate must be valid for
 // "<service>.kube-system.svc" and signed by the cluster CA (see PKI and Options.Services).
-// An existing APIService of the same name is replaced, so a test can move metrics.k8s.io from
-// one server to another.
+// An existing APIService of the same name is updated in place, so a test can move
+// metrics.k8s.io from one server to another as an operator would.
 func (c *Cluster) RegisterAPIService(ctx context.Context, service string, port int, group string, versions ...string) error {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: service, Namespace: "kube-system"},
@@ -55,12 +55,21 @@ func (c *Cluster) RegisterAPIService(ctx context.Context, service string, port i
 				"caBundle":             base64.StdEncoding.EncodeToString(ca),
 			},
 		}}
-		err := dyn.Resource(apiServiceGVR).Delete(ctx, name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete apiservice %s: %w", name, err)
-		}
-		if _, err := dyn.Resource(apiServiceGVR).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create apiservice %s: %w", name, err)
+		// In place, as an operator takes metrics.k8s.io over from metrics-server: deleting
+		// and re-creating would leave the group unserved in between.
+		old, err := dyn.Resource(apiServiceGVR).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			if _, err := dyn.Resource(apiServiceGVR).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create apiservice %s: %w", name, err)
+			}
+		case err != nil:
+			return fmt.Errorf("get apiservice %s: %w", name, err)
+		default:
+			obj.SetResourceVersion(old.GetResourceVersion())
+			if _, err := dyn.Resource(apiServiceGVR).Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("update apiservice %s: %w", name, err)
+			}
 		}
 	}
 	return nil
