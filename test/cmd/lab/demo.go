@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -75,12 +74,11 @@ func runDemo(ctx context.Context, args []string) error {
 			return err
 		}
 		server = fmt.Sprintf("Hindsight (pid %d, https://127.0.0.1:%d, data in %s, log in %s)", h.PID(), h.Port, h.StorageDir, filepath.Join(abs, "logs", "hindsight.log"))
-		if history, err = historyHelp(ctx, c, abs, h.Port); err != nil {
-			return err
-		}
+		history = historyHelp(h.Port)
 	}
 	fmt.Printf(`
 demo: ready in %s. metrics.k8s.io (v1 and v1beta1) is served by %s.
+      (Hindsight also serves history.hindsight.dev and prometheus.hindsight.dev.)
       In another terminal:
 
   export KUBECONFIG=%s PATH=%s:$PATH
@@ -173,32 +171,17 @@ func varyUsage(ctx context.Context, c *cluster.Cluster) {
 	}
 }
 
-// historyHelp creates a ServiceAccount that may read every metric (the aggregated
-// metrics reader role, cluster-wide), writes its token next to the cluster's CA, and
-// returns the curl lines that read the history API with it.
-func historyHelp(ctx context.Context, c *cluster.Cluster, dir string, port int) (string, error) {
-	token, err := c.ServiceAccountToken(ctx, "default", "history-reader")
-	if err != nil {
-		return "", err
-	}
-	crb := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "history-reader"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:aggregated-metrics-reader"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "history-reader", Namespace: "default"}},
-	}
-	if _, err := c.Client().RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
-		return "", fmt.Errorf("bind history-reader: %w", err)
-	}
-	tokenFile := filepath.Join(dir, "history-reader.token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		return "", fmt.Errorf("write token: %w", err)
-	}
+// historyHelp returns the lines that read the history API and the Prometheus-compatible
+// API through the kube-apiserver, as their aggregated API groups, with the kubeconfig
+// alone (no token to copy, no port-forward); port is the direct port, for in-cluster
+// scripts.
+func historyHelp(port int) string {
 	return fmt.Sprintf(`
-  # history (every sample is kept): docs/history-api.md has every endpoint
-  export H=https://127.0.0.1:%d TOKEN=$(cat %s) CA=%s
-  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/namespaces/shop/deployments/web?start=-10m&step=1m&resource=cpu"
-  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/namespaces/batch/pods?start=-1h&view=summary&format=csv"
-  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" "$H/history/v1/nodes?start=-30m&step=5m&format=csv"
-  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" -G "$H/prometheus/api/v1/query" --data-urlencode 'query=sum(rate(container_cpu_usage_seconds_total[1m]))'
-`, port, tokenFile, c.PKI.Path("ca.crt")), nil
+  # history (every sample is kept), through the kube-apiserver: docs/history-api.md has every endpoint
+  kubectl get --raw "/apis/history.hindsight.dev/v1/namespaces/shop/deployments/web?start=-10m&step=1m&resource=cpu"
+  kubectl get --raw "/apis/history.hindsight.dev/v1/namespaces/batch/pods?start=-1h&view=summary&format=csv"
+  kubectl get --raw "/apis/history.hindsight.dev/v1/nodes?start=-30m&step=5m&format=csv"
+  kubectl get --raw "/apis/prometheus.hindsight.dev/v1/api/v1/query?query=sum(rate(container_cpu_usage_seconds_total%%5B1m%%5D))"
+  # (Hindsight's own port, for in-cluster scripts with a token: https://127.0.0.1:%d/history/v1/...)
+`, port)
 }
