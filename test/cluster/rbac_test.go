@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"path/filepath"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -14,8 +15,8 @@ func TestLoadHindsightRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(r.ClusterRoles) + len(r.ClusterRoleBindings) + len(r.RoleBindings); got != 5 {
-		t.Errorf("%d RBAC objects, want 5 (2 ClusterRoles, 2 ClusterRoleBindings, 1 RoleBinding)", got)
+	if len(r.ClusterRoles) != 1 || len(r.ClusterRoleBindings) != 2 || len(r.RoleBindings) != 1 {
+		t.Errorf("%d ClusterRoles, %d ClusterRoleBindings, %d RoleBindings, want 1, 2, 1", len(r.ClusterRoles), len(r.ClusterRoleBindings), len(r.RoleBindings))
 	}
 	role := r.ClusterRole("system:hindsight")
 	if role == nil || len(role.Rules) == 0 {
@@ -30,6 +31,34 @@ func TestLoadHindsightRBAC(t *testing.T) {
 		for _, s := range asUser(b.Subjects, "system:hindsight") {
 			if s != (rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:hindsight"}) {
 				t.Errorf("ClusterRoleBinding %s subject %+v, want the user", b.Name, s)
+			}
+		}
+	}
+}
+
+// TestLoadReadersRBAC checks the readers' roles: two ClusterRoles, both aggregated into
+// view, edit and admin, and nothing bound.
+func TestLoadReadersRBAC(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := LoadRBAC(filepath.Join(root, ReadersRBACManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ClusterRoles) != 2 || len(r.ClusterRoleBindings)+len(r.RoleBindings) != 0 {
+		t.Fatalf("%d ClusterRoles, %d bindings, want 2 ClusterRoles and no bindings", len(r.ClusterRoles), len(r.ClusterRoleBindings)+len(r.RoleBindings))
+	}
+	for _, name := range []string{"system:aggregated-metrics-reader", "hindsight:history-reader"} {
+		role := r.ClusterRole(name)
+		if role == nil || len(role.Rules) == 0 {
+			t.Errorf("ClusterRole %s = %v, want rules", name, role)
+			continue
+		}
+		for _, agg := range []string{"view", "edit", "admin"} {
+			if role.Labels["rbac.authorization.k8s.io/aggregate-to-"+agg] != "true" {
+				t.Errorf("ClusterRole %s is not aggregated into %s", name, agg)
 			}
 		}
 	}
