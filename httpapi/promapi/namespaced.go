@@ -1,6 +1,7 @@
 package promapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,8 +13,9 @@ import (
 // parameter <ns> in the query (in place of any there; one in a POST body is still read, and
 // authorized, as the Handler reads every one), and every other path unchanged. Through the kube-apiserver it gives a tenant a data source URL of their own,
 // .../apis/<group>/v1/namespaces/<ns>, whose requests RBAC sees in namespace <ns> (so a
-// RoleBinding grants them) and which the Handler scopes to <ns> as it scopes the
-// parameter: a tenant reads their namespace, a cluster-wide reader still reads everything.
+// RoleBinding grants them) and which the Handler scopes to <ns> alone, whoever asks: a
+// cluster-wide reader's data source for one namespace shows that namespace, and a selector
+// naming another namespace finds nothing.
 // A namespace that is not a DNS label answers 400, as the Handler answers bad parameters.
 func Namespaced(root string, h http.Handler) http.Handler {
 	prefix := strings.TrimSuffix(root, "/") + "/namespaces/"
@@ -28,7 +30,7 @@ func Namespaced(root string, h http.Handler) http.Handler {
 			writeError(w, badParam(namespaceParam, fmt.Errorf("%q in the path: %s", ns, strings.Join(errs, "; "))))
 			return
 		}
-		r2 := r.Clone(r.Context())
+		r2 := r.Clone(context.WithValue(r.Context(), pinnedKey{}, ns))
 		r2.URL.Path = strings.TrimSuffix(root, "/") + "/" + rest
 		r2.URL.RawPath = ""
 		q := r2.URL.Query()

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNamespaced(t *testing.T) {
@@ -41,6 +43,37 @@ func TestNamespaced(t *testing.T) {
 		h.ServeHTTP(w, r)
 		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.want) {
 			t.Errorf("%s %s = %d %s; want %d with %s", tc.method, tc.target, w.Code, w.Body, tc.code, tc.want)
+		}
+	}
+}
+
+// TestNamespacedPins: a request through /namespaces/<ns>/ reads <ns> alone, whatever its
+// scope allows beyond it, and a selector naming another namespace finds nothing.
+func TestNamespacedPins(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		scope      Scope
+		path       string
+		form       url.Values
+		namespaces string // label/namespace/values
+	}{
+		{"all, pinned to db", Scope{All: true}, "/label/namespace/values", nil, "[db]"},
+		{"all, pinned to db, selector on default", Scope{All: true}, "/label/namespace/values", url.Values{"match[]": {`{namespace="default"}`}}, "[]"},
+		{"nodes and both namespaces, pinned to db", Scope{Nodes: true, Namespaces: map[string]time.Time{"db": {}, "default": {}}}, "/label/namespace/values", nil, "[db]"},
+		{"default only, pinned to db", Scope{Namespaces: map[string]time.Time{"default": {}}}, "/label/namespace/values", nil, "[]"},
+		{"all, pinned to db, node names", Scope{All: true}, "/label/node/values", url.Values{"match[]": {`node_memory_working_set_bytes`}}, "[]"},
+	} {
+		h := Namespaced("/prometheus", newHandler(t, openDB(t), func(c *Config) {
+			c.Scope = func(*http.Request, []string) (Scope, error) { return tc.scope, nil }
+		}))
+		code, body := get(h, "/prometheus/namespaces/db/api/v1"+tc.path, tc.form)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", tc.name, code, body)
+		}
+		var got []string
+		mustDecodeData(t, body, &got)
+		if fmt.Sprint(got) != tc.namespaces {
+			t.Errorf("%s: %s = %v, want %s", tc.name, tc.path, got, tc.namespaces)
 		}
 	}
 }

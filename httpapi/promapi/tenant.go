@@ -67,10 +67,29 @@ func (h *Handler) queryable(r *http.Request, named []string) (storage.Queryable,
 	if err != nil {
 		return nil, newError(errorForbidden, err)
 	}
+	if ns, ok := r.Context().Value(pinnedKey{}).(string); ok {
+		scope = scope.pin(ns)
+	}
 	if scope.All {
 		return h.cfg.Queryable, nil
 	}
 	return newScopedQueryable(h.cfg.Queryable, scope), nil
+}
+
+// pinnedKey is the context key of the namespace a request is pinned to (Namespaced).
+type pinnedKey struct{}
+
+// pin narrows the scope to namespace ns: what a request through
+// .../namespaces/<ns>/... may read, whoever asks.
+func (s Scope) pin(ns string) Scope {
+	if s.All {
+		return Scope{Namespaces: map[string]time.Time{ns: {}}}
+	}
+	pinned := Scope{Namespaces: map[string]time.Time{}}
+	if from, ok := s.Namespaces[ns]; ok {
+		pinned.Namespaces[ns] = from
+	}
+	return pinned
 }
 
 // queryNamespaces returns the namespaces that the selectors of query qs name.
