@@ -75,10 +75,18 @@ type HindsightOptions struct {
 	BuildTags []string
 	// Env is the started Hindsight's Env.
 	Env []string
+	// Kubeconfig, when set, is Hindsight's identity for the kube-apiserver (--kubeconfig and
+	// the delegated authentication and authorization kubeconfigs), and the harness grants
+	// it nothing: the caller has applied its RBAC (a ServiceAccount's, say).
+	Kubeconfig string
+	// ServingCert and ServingKey, when set, are its serving certificate and key instead of
+	// the cluster PKI's "hindsight.kube-system.svc" one.
+	ServingCert, ServingKey string
 }
 
 // StartHindsight starts Hindsight as user system:hindsight with the RBAC of
-// HindsightRBACManifest (bound to that user) and the flags a cluster gives metrics-server:
+// HindsightRBACManifest (bound to that user), or as o.Kubeconfig's identity with the RBAC
+// the caller applied, and the flags a cluster gives metrics-server:
 // delegated authentication and authorization through the kube-apiserver, kubelet TLS
 // verified against the cluster CA, the kubeconfig's client certificate presented to kubelets.
 func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hindsight, error) {
@@ -94,19 +102,16 @@ func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hind
 			return nil, err
 		}
 	}
-	const user = "system:hindsight"
-	if err := c.GrantHindsightRBAC(ctx, user); err != nil {
-		return nil, err
+	kc := o.Kubeconfig
+	if kc == "" {
+		var err error
+		if kc, err = c.hindsightKubeconfig(ctx); err != nil {
+			return nil, err
+		}
 	}
-	kc := filepath.Join(c.Dir, "kubeconfig", "hindsight.conf")
-	if _, err := os.Stat(kc); err != nil {
-		cert, key, err := c.PKI.ClientCert("hindsight-client", user)
-		if err != nil {
-			return nil, err
-		}
-		if err := c.WriteKubeconfig(kc, user, cert, key); err != nil {
-			return nil, err
-		}
+	servingCert, servingKey := c.PKI.Path("hindsight-serving.crt"), c.PKI.Path("hindsight-serving.key")
+	if o.ServingCert != "" {
+		servingCert, servingKey = o.ServingCert, o.ServingKey
 	}
 	if o.Port == 0 {
 		ports, err := freePorts(1)
@@ -118,7 +123,7 @@ func (c *Cluster) StartHindsight(ctx context.Context, o HindsightOptions) (*Hind
 	timeout := min(10*time.Second, o.Resolution/2)
 	args := append([]string{
 		"--bind-address=127.0.0.1", "--secure-port=" + itoa(o.Port),
-		"--tls-cert-file=" + c.PKI.Path("hindsight-serving.crt"), "--tls-private-key-file=" + c.PKI.Path("hindsight-serving.key"),
+		"--tls-cert-file=" + servingCert, "--tls-private-key-file=" + servingKey,
 		"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
 		"--kubelet-preferred-address-types=InternalIP", "--kubelet-use-node-status-port",
 		"--kubelet-certificate-authority=" + c.PKI.Path("ca.crt"),
@@ -193,4 +198,24 @@ func (c *Cluster) runHindsight(ctx context.Context, h *Hindsight) error {
 	}
 	c.logf("hindsight serving on 127.0.0.1:%d (pid %d)", h.Port, p.PID())
 	return nil
+}
+
+// hindsightKubeconfig grants user system:hindsight the RBAC of HindsightRBACManifest and
+// returns a kubeconfig with its client certificate.
+func (c *Cluster) hindsightKubeconfig(ctx context.Context) (string, error) {
+	const user = "system:hindsight"
+	if err := c.GrantHindsightRBAC(ctx, user); err != nil {
+		return "", err
+	}
+	kc := filepath.Join(c.Dir, "kubeconfig", "hindsight.conf")
+	if _, err := os.Stat(kc); err != nil {
+		cert, key, err := c.PKI.ClientCert("hindsight-client", user)
+		if err != nil {
+			return "", err
+		}
+		if err := c.WriteKubeconfig(kc, user, cert, key); err != nil {
+			return "", err
+		}
+	}
+	return kc, nil
 }
