@@ -1,15 +1,8 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/base64"
 	stdcsv "encoding/csv"
-	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,8 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 )
@@ -35,56 +26,18 @@ func TestChartInstall(t *testing.T) {
 	c := cluster.New(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	manifest, err := renderChart(t, c.Tools, "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs := decodeManifest(t, manifest)
-
-	// The Service the APIServices name, routed to 127.0.0.1 as the harness does it.
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "hindsight", Namespace: chartNamespace},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "localhost"},
-	}
-	if _, err := c.Client().CoreV1().Services(chartNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	var identity, apiServices []*unstructured.Unstructured
-	var serving *unstructured.Unstructured
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
-			identity = append(identity, o)
-		case "APIService":
-			apiServices = append(apiServices, o)
-		case "Secret":
-			serving = o
-		}
-	}
-	if len(apiServices) != 4 || serving == nil {
-		t.Fatalf("the chart rendered %d APIServices and secret %v, want 4 and the serving certificate", len(apiServices), serving)
-	}
-	applyObjects(ctx, t, c, dir, "rbac", identity)
-	var files [2]string
-	for i, key := range []string{"tls.crt", "tls.key"} {
-		b64, _, _ := unstructured.NestedString(serving.Object, "data", key)
-		data, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(data) == 0 {
-			t.Fatalf("the chart's Secret %s: %q, %v", key, b64, err)
-		}
-		files[i] = filepath.Join(dir, key)
-		if err := os.WriteFile(files[i], data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	token, err := c.ServiceAccountToken(ctx, chartNamespace, "hindsight")
+	ci, err := c.InstallChart(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc := filepath.Join(dir, "hindsight-sa.conf")
-	if err := c.WriteTokenKubeconfig(kc, "system:serviceaccount:kube-system:hindsight", token); err != nil {
-		t.Fatal(err)
+	if len(ci.APIServices) != 4 {
+		t.Fatalf("the chart rendered %d APIServices, want 4", len(ci.APIServices))
+	}
+	for _, o := range ci.APIServices {
+		if skip, _, _ := unstructured.NestedBool(o.Object, "spec", "insecureSkipTLSVerify"); skip {
+			t.Fatalf("APIService %s skips TLS verification", o.GetName())
+		}
 	}
 
 	createFleet(ctx, t, c, smokePods)
@@ -95,23 +48,12 @@ func TestChartInstall(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Kubeconfig: kc, ServingCert: files[0], ServingKey: files[1]})
+	h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Kubeconfig: ci.Kubeconfig, ServingCert: ci.ServingCert, ServingKey: ci.ServingKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range apiServices {
-		if err := unstructured.SetNestedField(o.Object, int64(h.Port), "spec", "service", "port"); err != nil {
-			t.Fatal(err)
-		}
-		if skip, _, _ := unstructured.NestedBool(o.Object, "spec", "insecureSkipTLSVerify"); skip {
-			t.Fatalf("APIService %s skips TLS verification", o.GetName())
-		}
-	}
-	applyObjects(ctx, t, c, dir, "apiservices", apiServices)
-	for _, o := range apiServices {
-		if err := c.WaitAPIServiceAvailable(ctx, o.GetName(), time.Minute); err != nil {
-			t.Fatal(err)
-		}
+	if err := c.RegisterChart(ctx, ci, dir, h.Port); err != nil {
+		t.Fatal(err)
 	}
 
 	// kubectl top, once the first window is in.
@@ -188,49 +130,5 @@ func TestChartInstall(t *testing.T) {
 		t.Errorf("PromQL through the kube-apiserver: %v: %.400s", err, prom)
 	}
 	t.Logf("chart install: %d RBAC objects and %d APIServices from the chart; kubectl top, the HPA, history (%d of %d CSV rows measured) and PromQL served",
-		len(identity), len(apiServices), measured, len(records)-1)
-}
-
-// decodeManifest splits a multi-document YAML manifest into objects.
-func decodeManifest(t *testing.T, manifest string) []*unstructured.Unstructured {
-	t.Helper()
-	var objs []*unstructured.Unstructured
-	rd := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
-	for {
-		doc, err := rd.Read()
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := yaml.Unmarshal(doc, &m); err != nil {
-			t.Fatal(err)
-		}
-		if len(m) > 0 {
-			objs = append(objs, &unstructured.Unstructured{Object: m})
-		}
-	}
-}
-
-// applyObjects applies objs with kubectl apply --server-side.
-func applyObjects(ctx context.Context, t *testing.T, c *cluster.Cluster, dir, name string, objs []*unstructured.Unstructured) {
-	t.Helper()
-	var buf bytes.Buffer
-	for _, o := range objs {
-		data, err := yaml.Marshal(o.Object)
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf.WriteString("---\n")
-		buf.Write(data)
-	}
-	f := filepath.Join(dir, name+".yaml")
-	if err := os.WriteFile(f, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := c.Kubectl(ctx, "apply", "--server-side", "--field-manager=helm", "-f", f); err != nil {
-		t.Fatalf("apply the chart's %s: %v: %s", name, err, out)
-	}
+		len(ci.RBAC), len(ci.APIServices), measured, len(records)-1)
 }

@@ -68,9 +68,21 @@ func runDemo(ctx context.Context, args []string) error {
 		}
 		server = fmt.Sprintf("the metrics-server %s peer (pid %d, https://127.0.0.1:%d)", cluster.MetricsServerVersion, ms.PID(), ms.Port)
 	} else {
-		fmt.Println("demo: building and starting Hindsight ...")
-		h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: *resolution, Register: true})
+		// Registered with what the Helm chart installs: its ServiceAccount (whose token is
+		// Hindsight's credential), its RBAC, its APIServices with their caBundle, and the
+		// serving certificate it made.
+		fmt.Println("demo: rendering the Helm chart, building and starting Hindsight as its ServiceAccount ...")
+		chartDir := filepath.Join(abs, "chart")
+		ci, err := c.InstallChart(ctx, chartDir)
 		if err != nil {
+			return err
+		}
+		h, err := c.StartHindsight(ctx, cluster.HindsightOptions{Resolution: *resolution,
+			Kubeconfig: ci.Kubeconfig, ServingCert: ci.ServingCert, ServingKey: ci.ServingKey})
+		if err != nil {
+			return err
+		}
+		if err := c.RegisterChart(ctx, ci, chartDir, h.Port); err != nil {
 			return err
 		}
 		server = fmt.Sprintf("Hindsight (pid %d, https://127.0.0.1:%d, data in %s, log in %s)", h.PID(), h.Port, h.StorageDir, filepath.Join(abs, "logs", "hindsight.log"))
