@@ -49,22 +49,15 @@ type ChartInstall struct {
 // run: Hindsight runs out of the cluster). It writes the chart-made serving certificate and
 // a kubeconfig with the ServiceAccount's token into dir.
 func (c *Cluster) InstallChart(ctx context.Context, dir string, values ...string) (*ChartInstall, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"template", ChartRelease, filepath.Join(root, "deploy", "helm", "hindsight"), "--namespace", ChartNamespace}
+	var args []string
 	for _, v := range values {
 		args = append(args, "--values", v)
 	}
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, c.Tools.Helm, args...)
-	cmd.Stderr = &stderr
-	manifest, err := cmd.Output()
+	manifest, err := RenderChart(ctx, c.Tools, args...)
 	if err != nil {
-		return nil, fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+		return nil, err
 	}
-	objs, err := DecodeManifest(manifest)
+	objs, err := DecodeManifest([]byte(manifest))
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +129,24 @@ func (c *Cluster) RegisterChart(ctx context.Context, ci *ChartInstall, dir strin
 		}
 	}
 	return nil
+}
+
+// RenderChart renders deploy/helm/hindsight with helm template as release ChartRelease in
+// ChartNamespace; args are more helm arguments (--values, --set).
+func RenderChart(ctx context.Context, tools Tools, args ...string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	args = append([]string{"template", ChartRelease, filepath.Join(root, "deploy", "helm", "hindsight"), "--namespace", ChartNamespace}, args...)
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, tools.Helm, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out), nil
 }
 
 // DecodeManifest splits a multi-document YAML manifest into objects.

@@ -2,11 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"flag"
-	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
@@ -28,26 +29,10 @@ var update = flag.Bool("update", false, "rewrite testdata/chart/*.golden.yaml fr
 // chartValueSets are the value files under testdata/chart, by name.
 var chartValueSets = []string{"default", "cert-manager", "existing-secret", "metrics-only"}
 
-// chartNamespace is where the chart is rendered, as users install it.
-const chartNamespace = "kube-system"
-
-// renderChart renders deploy/helm/hindsight with one value set, as release "hindsight".
+// renderChart renders deploy/helm/hindsight with one value set of testdata/chart.
 func renderChart(t *testing.T, tools cluster.Tools, set string, extra ...string) (string, error) {
 	t.Helper()
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"template", "hindsight", filepath.Join(root, "deploy", "helm", "hindsight"),
-		"--namespace", chartNamespace, "--values", filepath.Join("testdata", "chart", set+".values.yaml")}, extra...)
-	cmd := exec.Command(tools.Helm, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out), nil
+	return cluster.RenderChart(context.Background(), tools, append([]string{"--values", filepath.Join("testdata", "chart", set+".values.yaml")}, extra...)...)
 }
 
 // generated matches the chart-made certificate material, which differs on every render.
@@ -93,7 +78,7 @@ func TestChart(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got != string(want) {
-				t.Errorf("render differs from %s (go test -run TestChart ./test/e2e -update rewrites it):\n%s", golden, lineDiff(string(want), got))
+				t.Errorf("render differs from %s (go test -run TestChart ./test/e2e -update rewrites it):\n%s", golden, cmp.Diff(string(want), got))
 			}
 			if strings.Contains(got, "insecureSkipTLSVerify") {
 				t.Errorf("value set %s registers an APIService with insecureSkipTLSVerify", set)
@@ -212,7 +197,7 @@ func TestChart(t *testing.T) {
 			set  string
 			want bool
 		}{{"kubeletInsecureTLS=true", true}, {"kubeletInsecureTLS=false", false}} {
-			cmd := exec.Command(tools.Helm, "install", "hindsight", chart, "--namespace", chartNamespace, "--dry-run=client", "--set", tc.set)
+			cmd := exec.Command(tools.Helm, "install", "hindsight", chart, "--namespace", cluster.ChartNamespace, "--dry-run=client", "--set", tc.set)
 			cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(t.TempDir(), "none"))
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -259,7 +244,7 @@ func checkChartCertificate(t *testing.T, manifest, service string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{service + "." + chartNamespace + ".svc", service + "." + chartNamespace + ".svc.cluster.local"} {
+	for _, name := range []string{service + "." + cluster.ChartNamespace + ".svc", service + "." + cluster.ChartNamespace + ".svc.cluster.local"} {
 		if _, err := cert.Verify(x509.VerifyOptions{DNSName: name, Roots: pool}); err != nil {
 			t.Errorf("serving certificate for %s: %v", name, err)
 		}
@@ -297,22 +282,4 @@ func checkCABundle(t *testing.T, manifest, valuesFile string) {
 	if n != 4 {
 		t.Errorf("%d APIServices with a caBundle, want 4", n)
 	}
-}
-
-// lineDiff shows the first lines where want and got differ.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("line %d:\n  want %q\n  got  %q", i+1, wl, gl)
-		}
-	}
-	return ""
 }
