@@ -102,6 +102,7 @@ func TestKillNineMidScrape(t *testing.T) {
 // need hours of samples; package tsdb's TestCrashPoints covers them, and the catalog's
 // TestCompactCrash its compaction rename.)
 func TestKillAtCrashPoints(t *testing.T) {
+	t.Parallel() // see doc.go
 	c := cluster.New(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()

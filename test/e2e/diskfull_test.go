@@ -34,6 +34,7 @@ import (
 // top and an HPA keep working. Once space returns, appends and compactions resume by
 // themselves and the store holds the samples written after.
 func TestDiskFull(t *testing.T) {
+	t.Parallel() // see doc.go
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root (CI and the project's machines run as root)")
 	}

@@ -59,6 +59,7 @@ type phase struct {
 // the history API what each used in every interval, as a user with a namespace-scoped
 // token would.
 func TestHistory(t *testing.T) {
+	t.Parallel() // six minutes of waiting on phases; see doc.go
 	c := cluster.New(t, cluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
