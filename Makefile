@@ -11,6 +11,8 @@ LDFLAGS   := -X main.version=$(VERSION)
 OUT       := _output
 FUZZTIME  ?= 20s
 E2E_TIMEOUT ?= 45m
+# The micro-benchmarks of make bench: decode, append, clock check, current window, LIST path, fleet body.
+MICRO_BENCH ?= ^Benchmark(Decode|Write|CheckClock|PodUsage|List|NodeBody)$$
 
 .PHONY: help
 help: ## list the targets
@@ -55,8 +57,8 @@ test-unit: ## unit and integration tests with the race detector (end-to-end test
 
 .PHONY: test-e2e
 test-e2e: tools ## end-to-end tests against a real local control plane
-	@echo "==> end-to-end tests (a local control plane per test; about a minute each)"
-	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/...
+	@echo "==> end-to-end tests (a local control plane per test; about a minute each) and a small side-by-side benchmark run"
+	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... ./bench/scale/
 
 .PHONY: e2e
 e2e: test-e2e ## alias of test-e2e
@@ -70,9 +72,15 @@ fuzz: ## run every fuzz test for FUZZTIME each (default 20s)
 	done
 
 .PHONY: bench
-bench: ## run the benchmarks; results in _output/bench.txt
+bench: tools ## micro-benchmarks (5 counts, benchstat-comparable, in _output/bench.txt) and the 100x30 side-by-side run against metrics-server (bench/results); about 10 minutes
 	@mkdir -p $(OUT)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee $(OUT)/bench.txt
+	$(GO) test -run '^$$' -bench '$(MICRO_BENCH)' -benchmem -count 5 ./scraper/ ./tsdb/ ./apiserver/ ./bench/fleet/ | tee $(OUT)/bench.txt
+	$(GO) run ./bench/cmd/scale -scenarios 100x30 -out bench/results
+
+.PHONY: bench-full
+bench-full: tools ## the 1000x30 and 5000x30 side-by-side runs (bench/results; about an hour) and every micro-benchmark, history queries included
+	$(GO) run ./bench/cmd/scale -scenarios 1000x30,5000x30 -out bench/results
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 60m ./... | tee $(OUT)/bench-full.txt
 
 .PHONY: lint
 lint: verify ## gofmt, go vet and golangci-lint (pinned in test/tools/lint)

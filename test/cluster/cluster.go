@@ -40,6 +40,21 @@ type Options struct {
 	// AuditPolicy, when set, is a kube-apiserver audit policy (YAML): the kube-apiserver
 	// then writes audit events as JSON lines to AuditLogPath.
 	AuditPolicy string
+	// Controllers, when set, is kube-controller-manager's --controllers instead of
+	// DefaultControllers: a benchmark fleet whose pods nothing may replace runs without the
+	// deployment and replicaset controllers.
+	Controllers []string
+}
+
+// DefaultControllers are the kube-controller-manager controllers a cluster runs: the HPA, the
+// workload controllers kwok's pods need, the garbage collector, service-account tokens,
+// namespace deletion, and clusterrole aggregation (view, edit and admin gather the readers'
+// roles, as in a real cluster). No node lifecycle controller: nothing renews fake nodes'
+// leases.
+var DefaultControllers = []string{
+	"horizontal-pod-autoscaler-controller", "deployment-controller", "replicaset-controller",
+	"garbage-collector-controller", "serviceaccount-controller", "serviceaccount-token-controller", "namespace-controller",
+	"clusterrole-aggregation-controller",
 }
 
 // Cluster is a running local control plane: etcd, kube-apiserver, kube-controller-manager
@@ -330,14 +345,16 @@ func (c *Cluster) startAPIServer(ctx context.Context, port, etcdPort int, auditP
 func (c *Cluster) startControllerManager(ctx context.Context, port int, opts Options) error {
 	s := time.Now()
 	kc := c.kubeconfigPath("controller-manager")
+	controllers := opts.Controllers
+	if len(controllers) == 0 {
+		controllers = DefaultControllers
+	}
 	p, err := c.start("kube-controller-manager", c.Tools.KubeControllerManager,
 		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
 		"--bind-address=127.0.0.1", "--secure-port="+itoa(port), "--leader-elect=false",
 		"--use-service-account-credentials=true", "--root-ca-file="+c.PKI.Path("ca.crt"),
 		"--service-account-private-key-file="+c.PKI.Path("sa.key"),
-		"--controllers=horizontal-pod-autoscaler-controller,deployment-controller,replicaset-controller,"+
-			"garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,"+
-			"clusterrole-aggregation-controller", // view, edit and admin gather the readers' roles, as in a real cluster
+		"--controllers="+strings.Join(controllers, ","),
 		"--horizontal-pod-autoscaler-sync-period="+opts.HPASyncPeriod.String(),
 		"--horizontal-pod-autoscaler-downscale-stabilization="+opts.HPADownscaleStabilization.String(),
 		// Without these, pods younger than 5 minutes count as unready and block scale-up.

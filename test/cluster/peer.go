@@ -23,6 +23,7 @@ func (c *Cluster) StartServer(name, bin string, args ...string) (*Process, error
 type MetricsServer struct {
 	*Process
 	Port int
+	args []string
 }
 
 // MetricsServerOptions configure the peer.
@@ -59,18 +60,16 @@ func (c *Cluster) StartMetricsServer(ctx context.Context, o MetricsServerOptions
 	port := ports[0]
 	// metrics-server requires --metric-resolution > --kubelet-request-timeout.
 	timeout := min(10*time.Second, o.Resolution/2)
-	p, err := c.start("metrics-server", c.Tools.MetricsServer,
-		"--bind-address=127.0.0.1", "--secure-port="+itoa(port),
-		"--tls-cert-file="+c.PKI.Path("metrics-server-serving.crt"), "--tls-private-key-file="+c.PKI.Path("metrics-server-serving.key"),
-		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
+	args := []string{
+		"--bind-address=127.0.0.1", "--secure-port=" + itoa(port),
+		"--tls-cert-file=" + c.PKI.Path("metrics-server-serving.crt"), "--tls-private-key-file=" + c.PKI.Path("metrics-server-serving.key"),
+		"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
 		"--kubelet-preferred-address-types=InternalIP", "--kubelet-use-node-status-port",
-		"--kubelet-certificate-authority="+c.PKI.Path("ca.crt"),
-		"--metric-resolution="+o.Resolution.String(), "--kubelet-request-timeout="+timeout.String())
-	if err != nil {
-		return nil, err
+		"--kubelet-certificate-authority=" + c.PKI.Path("ca.crt"),
+		"--metric-resolution=" + o.Resolution.String(), "--kubelet-request-timeout=" + timeout.String(),
 	}
-	ms := &MetricsServer{Process: p, Port: port}
-	if err := waitReady(ctx, p, 60*time.Second, "metrics-server /livez", httpOK(insecureHTTP, fmt.Sprintf("https://127.0.0.1:%d/livez", port))); err != nil {
+	ms := &MetricsServer{Port: port, args: args}
+	if err := c.runMetricsServer(ctx, ms); err != nil {
 		return nil, err
 	}
 	if o.Register {
@@ -81,8 +80,29 @@ func (c *Cluster) StartMetricsServer(ctx context.Context, o MetricsServerOptions
 			return nil, err
 		}
 	}
-	c.logf("metrics-server %s serving on 127.0.0.1:%d (pid %d)", MetricsServerVersion, port, p.PID())
 	return ms, nil
+}
+
+// RestartMetricsServer starts a stopped metrics-server again with the same arguments (its
+// port, so a registered APIService stays pointed at it) and waits until it answers /livez.
+func (c *Cluster) RestartMetricsServer(ctx context.Context, ms *MetricsServer) error {
+	if done, _ := ms.Exited(); !done {
+		return fmt.Errorf("metrics-server (pid %d) is still running", ms.PID())
+	}
+	return c.runMetricsServer(ctx, ms)
+}
+
+func (c *Cluster) runMetricsServer(ctx context.Context, ms *MetricsServer) error {
+	p, err := c.start("metrics-server", c.Tools.MetricsServer, ms.args...)
+	if err != nil {
+		return err
+	}
+	ms.Process = p
+	if err := waitReady(ctx, p, 60*time.Second, "metrics-server /livez", httpOK(insecureHTTP, fmt.Sprintf("https://127.0.0.1:%d/livez", ms.Port))); err != nil {
+		return err
+	}
+	c.logf("metrics-server %s serving on 127.0.0.1:%d (pid %d)", MetricsServerVersion, ms.Port, p.PID())
+	return nil
 }
 
 // ServiceAccountToken creates the service account if needed and returns a bearer token

@@ -15,6 +15,8 @@ const clockTicks = 100
 type ProcStats struct {
 	RSSBytes   int64
 	CPUSeconds float64
+	// PeakRSSBytes is the largest RSS so far (VmHWM).
+	PeakRSSBytes int64
 }
 
 // Stats reads the process's RSS and CPU time from /proc.
@@ -44,8 +46,35 @@ func procStats(pid int) (ProcStats, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return ProcStats{}, fmt.Errorf("parse /proc/%d/stat: bad number", pid)
 	}
+	peak, err := peakRSS(pid)
+	if err != nil {
+		return ProcStats{}, err
+	}
 	return ProcStats{
-		RSSBytes:   rss * int64(os.Getpagesize()),
-		CPUSeconds: float64(utime+stime) / clockTicks,
+		RSSBytes:     rss * int64(os.Getpagesize()),
+		CPUSeconds:   float64(utime+stime) / clockTicks,
+		PeakRSSBytes: peak,
 	}, nil
+}
+
+// peakRSS reads VmHWM ("VmHWM:   123456 kB") from /proc/<pid>/status.
+func peakRSS(pid int) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read status: %w", err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("parse /proc/%d/status: VmHWM %q", pid, rest)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse /proc/%d/status: VmHWM: %w", pid, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("parse /proc/%d/status: no VmHWM", pid)
 }
