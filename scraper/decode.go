@@ -1,6 +1,7 @@
 package scraper
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -163,12 +164,18 @@ func Decode(body []byte, contentType string, scrapeTime time.Time) (_ tsdb.NodeS
 		return tsdb.NodeScrape{}, fmt.Errorf("create parser: %w", err)
 	}
 
+	// Size the maps for the body up front (a kubelet body has about one series per line, a
+	// third of them container series, a sixth pod series): growing them took a quarter of the
+	// decode. The sizes are hints, capped at what a full node of 110 pods × 3 containers needs,
+	// so a body of empty lines reserves nothing much; past them the maps grow as before.
+	lines := bytes.Count(body, []byte{'\n'})
+	series, containers, pods := min(lines, 2048), min(lines/3, 512), min(lines/6, 128)
 	d := decoder{
 		defaultTs:  scrapeTime.UnixMilli(),
-		seen:       make(map[seriesKey]struct{}),
-		pods:       make(map[podKey]*point),
-		podRefs:    make(map[podKey]int),
-		containers: make(map[containerKey]*point),
+		seen:       make(map[seriesKey]struct{}, series),
+		pods:       make(map[podKey]*point, pods),
+		podRefs:    make(map[podKey]int, pods),
+		containers: make(map[containerKey]*point, containers),
 	}
 	var lbls labels.Labels
 	for {
@@ -315,6 +322,12 @@ func (d *decoder) refPod(k podKey, newContainer bool) error {
 // pod and container) so that output is deterministic.
 func (d *decoder) result(scrapeTime time.Time) tsdb.NodeScrape {
 	out := tsdb.NodeScrape{ScrapeTime: scrapeTime}
+	if len(d.pods) > 0 {
+		out.Pods = make([]tsdb.PodSample, 0, len(d.pods))
+	}
+	if len(d.containers) > 0 {
+		out.Containers = make([]tsdb.ContainerSample, 0, len(d.containers))
+	}
 	if d.node.complete() {
 		out.NodeSample, out.HasNode = d.node.sample(), true
 	}
