@@ -59,7 +59,7 @@ const healthTimeout = 30 * time.Second
 // extraGroupVersion is the aggregated group the test server serves its extra handler as.
 var extraGroupVersion = schema.GroupVersion{Group: "extra.example.com", Version: "v1"}
 
-func startServer(t *testing.T, f *fixture) *testServer {
+func startServer(t testing.TB, f *fixture) *testServer {
 	t.Helper()
 	ts := &testServer{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -221,7 +223,7 @@ func (r *run) steady(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var rss, heap [2][]float64
+	var rss, anon, heap [2][]float64
 	var fleetRSS int64
 	tk := time.NewTicker(r.sc.Resolution)
 	defer tk.Stop()
@@ -237,6 +239,7 @@ func (r *run) steady(ctx context.Context) error {
 				return err
 			}
 			rss[i] = append(rss[i], float64(st.RSSBytes))
+			anon[i] = append(anon[i], float64(st.AnonRSSBytes))
 			mf, err := r.scrapeMetrics(ctx, hcs[i], i)
 			if err != nil {
 				return err
@@ -260,7 +263,7 @@ func (r *run) steady(ctx context.Context) error {
 	elapsed := time.Since(begin)
 	for i := range 2 {
 		s := &r.res.Servers[i]
-		s.RSS, s.Heap = stat(rss[i]), stat(heap[i])
+		s.RSS, s.AnonRSS, s.Heap = stat(rss[i]), stat(anon[i]), stat(heap[i])
 		s.Rounds = int(tEnd[i].count - tStart[i].count)
 		s.RoundsOver = s.Rounds - int(tEnd[i].within-tStart[i].within)
 		if s.Rounds > 0 {
@@ -269,6 +272,11 @@ func (r *run) steady(ctx context.Context) error {
 		}
 		r.logf("%s: RSS %s mean, %s max; heap %s; CPU %s per round over %d rounds (%d over %s)", s.Name,
 			mib(s.RSS.Mean), mib(s.RSS.Max), mib(s.Heap.Mean), ms(s.CPUPerRound), s.Rounds, s.RoundsOver, r.sc.Resolution)
+	}
+	if r.sc.ProfileDir != "" {
+		if err := r.profiles(ctx); err != nil {
+			return err
+		}
 	}
 	r.res.Fleet.CPUPerRound = (cpuEnd[2] - cpuStart[2]) / (elapsed.Seconds() / r.sc.Resolution.Seconds())
 	r.res.Fleet.RSS = fleetRSS
@@ -343,7 +351,8 @@ func (r *run) lists(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.res.Servers[i].RSSAfterLoad, r.res.Servers[i].PeakRSS = st.RSSBytes, st.PeakRSSBytes
+		s := &r.res.Servers[i]
+		s.RSSAfterLoad, s.AnonRSSAfterLoad, s.PeakRSS = st.RSSBytes, st.AnonRSSBytes, st.PeakRSSBytes
 	}
 	return nil
 }
@@ -379,4 +388,32 @@ func listLoad(ctx context.Context, cfg *rest.Config, path, accept string, client
 		return Latency{}, err
 	}
 	return latency(d, size), nil
+}
+
+// profiles saves both servers' heap profiles and CPU profiles over two rounds, taken at once.
+func (r *run) profiles(ctx context.Context) error {
+	if err := os.MkdirAll(r.sc.ProfileDir, 0o755); err != nil {
+		return err
+	}
+	secs := int(2 * r.sc.Resolution.Seconds())
+	var g errgroup.Group
+	for i := range 2 {
+		for _, p := range []struct{ name, path string }{
+			{"heap", "/debug/pprof/heap"},
+			{"cpu", fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)},
+		} {
+			g.Go(func() error {
+				hc, err := httpClient(r.direct[i])
+				if err != nil {
+					return err
+				}
+				body, err := get(ctx, hc, r.direct[i], p.path, "application/octet-stream")
+				if err != nil {
+					return fmt.Errorf("%s %s profile: %w", r.res.Servers[i].Name, p.name, err)
+				}
+				return os.WriteFile(filepath.Join(r.sc.ProfileDir, r.res.Servers[i].Name+"-"+p.name+".pb.gz"), body, 0o644)
+			})
+		}
+	}
+	return g.Wait()
 }

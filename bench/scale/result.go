@@ -43,7 +43,7 @@ const (
 type ServerResult struct {
 	Name string
 	// Steady state, sampled once per round.
-	RSS, Heap          Stat // bytes
+	RSS, AnonRSS, Heap Stat // bytes
 	CPUPerRound        float64
 	Rounds, RoundsOver int     // rounds counted by its tick histogram; those longer than the resolution
 	TickMean           float64 // seconds
@@ -51,7 +51,7 @@ type ServerResult struct {
 	// LIST latencies by key (see listKey).
 	Lists map[string]Latency
 	// After the loaded LIST phases.
-	RSSAfterLoad, PeakRSS int64
+	RSSAfterLoad, AnonRSSAfterLoad, PeakRSS int64
 	// Start → complete kubectl top pods -A, and one kubectl top call at the end of it.
 	StartToTop, TopCall time.Duration
 	StartToList         time.Duration // start → a complete direct LIST
@@ -117,6 +117,7 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	}
 	row("RSS mean", h.RSS.Mean, m.RSS.Mean, mib)
 	row("RSS max", h.RSS.Max, m.RSS.Max, mib)
+	row("anonymous RSS mean (RssAnon: without mapped files)", h.AnonRSS.Mean, m.AnonRSS.Mean, mib)
 	row("Go heap in use, mean", h.Heap.Mean, m.Heap.Mean, mib)
 	row("Go heap in use, max", h.Heap.Max, m.Heap.Max, mib)
 	row("CPU per scrape round", h.CPUPerRound, m.CPUPerRound, ms)
@@ -142,6 +143,7 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 		}
 		p("\n| after the loaded LISTs | Hindsight | metrics-server | ratio |\n|---|---|---|---|\n")
 		row("RSS", float64(h.RSSAfterLoad), float64(m.RSSAfterLoad), mib)
+		row("anonymous RSS", float64(h.AnonRSSAfterLoad), float64(m.AnonRSSAfterLoad), mib)
 		row("peak RSS of the run (VmHWM)", float64(h.PeakRSS), float64(m.PeakRSS), mib)
 	}
 	if h.StartToTop > 0 {

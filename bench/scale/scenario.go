@@ -37,6 +37,10 @@ type Scenario struct {
 	NoAggregator bool
 	// NoRestart skips the start → complete `kubectl top` phase.
 	NoRestart bool
+	// ProfileDir, when set, receives both servers' pprof profiles taken at the end of the
+	// steady state: heap (<server>-heap.pb.gz, in-use and allocated) and CPU over two rounds
+	// (<server>-cpu.pb.gz).
+	ProfileDir string
 }
 
 // Scenarios are the named scenarios of make bench and make bench-full.

@@ -15,8 +15,9 @@ const clockTicks = 100
 type ProcStats struct {
 	RSSBytes   int64
 	CPUSeconds float64
-	// PeakRSSBytes is the largest RSS so far (VmHWM).
-	PeakRSSBytes int64
+	// PeakRSSBytes is the largest RSS so far (VmHWM); AnonRSSBytes the anonymous part of
+	// RSSBytes (RssAnon: heap, stacks), the rest being mapped files (RssFile, RssShmem).
+	PeakRSSBytes, AnonRSSBytes int64
 }
 
 // Stats reads the process's RSS and CPU time from /proc.
@@ -46,35 +47,34 @@ func procStats(pid int) (ProcStats, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return ProcStats{}, fmt.Errorf("parse /proc/%d/stat: bad number", pid)
 	}
-	peak, err := peakRSS(pid)
-	if err != nil {
+	st := ProcStats{RSSBytes: rss * int64(os.Getpagesize()), CPUSeconds: float64(utime+stime) / clockTicks}
+	if st.PeakRSSBytes, err = statusKB(pid, "VmHWM"); err != nil {
 		return ProcStats{}, err
 	}
-	return ProcStats{
-		RSSBytes:     rss * int64(os.Getpagesize()),
-		CPUSeconds:   float64(utime+stime) / clockTicks,
-		PeakRSSBytes: peak,
-	}, nil
+	if st.AnonRSSBytes, err = statusKB(pid, "RssAnon"); err != nil {
+		return ProcStats{}, err
+	}
+	return st, nil
 }
 
-// peakRSS reads VmHWM ("VmHWM:   123456 kB") from /proc/<pid>/status.
-func peakRSS(pid int) (int64, error) {
+// statusKB reads a field such as "VmHWM:   123456 kB" from /proc/<pid>/status, in bytes.
+func statusKB(pid int, field string) (int64, error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read status: %w", err)
 	}
 	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest)
 			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("parse /proc/%d/status: VmHWM %q", pid, rest)
+				return 0, fmt.Errorf("parse /proc/%d/status: %s %q", pid, field, rest)
 			}
 			kb, err := strconv.ParseInt(f[0], 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parse /proc/%d/status: VmHWM: %w", pid, err)
+				return 0, fmt.Errorf("parse /proc/%d/status: %s: %w", pid, field, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("parse /proc/%d/status: no VmHWM", pid)
+	return 0, fmt.Errorf("parse /proc/%d/status: no %s", pid, field)
 }
