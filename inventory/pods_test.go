@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -124,4 +125,72 @@ func TestPodUIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTransformPodShares: replicas of one template share their slimmed containers, labels
+// and owner references; a replica that differs in any of them gets its own, equal to what
+// it had; and a full table starts again rather than growing.
+func TestTransformPodShares(t *testing.T) {
+	t.Parallel()
+	slim := func(p *corev1.Pod) *corev1.Pod {
+		t.Helper()
+		obj, err := TransformPod(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return obj.(*corev1.Pod)
+	}
+	a, b := fullPod(), fullPod()
+	b.Name = "web-2"
+	sa, sb := slim(a), slim(b)
+	if &sa.Spec.Containers[0] != &sb.Spec.Containers[0] || &sa.Spec.InitContainers[0] != &sb.Spec.InitContainers[0] {
+		t.Error("two replicas of one template do not share their containers")
+	}
+	if &sa.OwnerReferences[0] != &sb.OwnerReferences[0] {
+		t.Error("two replicas of one ReplicaSet do not share their owner references")
+	}
+	if reflect.ValueOf(sa.Labels).UnsafePointer() != reflect.ValueOf(sb.Labels).UnsafePointer() {
+		t.Error("two replicas with equal labels do not share them")
+	}
+
+	for what, change := range map[string]func(*corev1.Pod){
+		"a request": func(p *corev1.Pod) { p.Spec.Containers[0].Resources.Requests = rl("cpu", "300m", "memory", "256Mi") },
+		"a limit":   func(p *corev1.Pod) { p.Spec.InitContainers[1].Resources.Limits = rl("memory", "128Mi") },
+		"a name":    func(p *corev1.Pod) { p.Spec.Containers[0].Name = "api" },
+		"a label":   func(p *corev1.Pod) { p.Labels = map[string]string{"app": "web", "extra": "1"} },
+		"an owner":  func(p *corev1.Pod) { p.OwnerReferences[0].UID = "uid-other" },
+	} {
+		p := fullPod()
+		change(p)
+		want := slimmed(p)
+		got := slim(p)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s changed: the transform kept another pod's parts (-want +got):\n%s", what, diff)
+		}
+	}
+
+	in := newInterner(2)
+	for i, name := range []string{"a", "b", "c"} {
+		in.labels(map[string]string{"app": name})
+		if got, want := len(in.lbls), min(i+1, 2); got > want || got == 0 {
+			t.Errorf("after %d distinct label sets the table holds %d, want at most %d", i+1, got, want)
+		}
+	}
+}
+
+// slimmed is what TransformPod keeps of p, built field by field without sharing.
+func slimmed(p *corev1.Pod) *corev1.Pod {
+	out := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			CreationTimestamp: p.CreationTimestamp, DeletionTimestamp: p.DeletionTimestamp, Labels: p.Labels, OwnerReferences: p.OwnerReferences},
+		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, Resources: p.Spec.Resources},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, QOSClass: p.Status.QOSClass},
+	}
+	for _, c := range p.Spec.InitContainers {
+		out.Spec.InitContainers = append(out.Spec.InitContainers, corev1.Container{Name: c.Name, Resources: c.Resources, RestartPolicy: c.RestartPolicy})
+	}
+	for _, c := range p.Spec.Containers {
+		out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, Resources: c.Resources, RestartPolicy: c.RestartPolicy})
+	}
+	return out
 }

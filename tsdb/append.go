@@ -26,10 +26,13 @@ var skipReasons = []string{skipDuplicate, skipOutOfOrder, skipOutOfBounds, skipT
 // is dropped, so that the cache does not grow with pod churn.
 const cacheIdleWrites = 10
 
-// seriesRef caches what the appender needs to know about one series.
+// seriesRef caches what the appender needs to know about one series. It holds no label
+// set: the head keeps each series' labels, and a reference is enough to append to it. The
+// labels are built from the object's key only when there is no reference yet, or when the
+// head no longer knows it. (The entries were 22 MB of heap at 1,000 nodes × 30 pods, half
+// of it label-set headers.)
 type seriesRef struct {
-	lset labels.Labels // built on first use
-	ref  storage.SeriesRef
+	ref storage.SeriesRef
 	// lastT is the timestamp (ms) of the series' last appended sample, math.MinInt64
 	// when unknown. Samples at or before it are skipped without asking the TSDB.
 	lastT int64
@@ -172,10 +175,16 @@ func (a *appender) append(e *objSeries, k objKey, r Resource, t int64, v float64
 		a.skipped[skipOutOfOrder]++
 		return
 	}
-	if s.lset.IsEmpty() {
-		s.lset = k.labels(&a.lb, r)
+	lset := labels.EmptyLabels()
+	if s.ref == 0 {
+		lset = k.labels(&a.lb, r)
 	}
-	ref, err := a.app.Append(s.ref, s.lset, 0, t, v, nil, nil, storage.AOptions{})
+	ref, err := a.app.Append(s.ref, lset, 0, t, v, nil, nil, storage.AOptions{})
+	if err != nil && s.ref != 0 && !sampleError(err) {
+		// The head does not know the reference (it dropped the series): by labels, once.
+		lset = k.labels(&a.lb, r)
+		ref, err = a.app.Append(0, lset, 0, t, v, nil, nil, storage.AOptions{})
+	}
 	if err != nil {
 		s.ref = 0
 		switch {
@@ -190,11 +199,17 @@ func (a *appender) append(e *objSeries, k objKey, r Resource, t int64, v float64
 		default:
 			a.errs++
 			if a.firstErr == nil {
-				a.firstErr = fmt.Errorf("series %s at %s: %w", s.lset, time.UnixMilli(t).UTC().Format(time.RFC3339Nano), err)
+				a.firstErr = fmt.Errorf("series %s at %s: %w", k.labels(&a.lb, r), time.UnixMilli(t).UTC().Format(time.RFC3339Nano), err)
 			}
 		}
 		return
 	}
 	s.ref, s.lastT = ref, t
 	a.appended++
+}
+
+// sampleError reports an error about the sample's time rather than its series.
+func sampleError(err error) bool {
+	return errors.Is(err, storage.ErrDuplicateSampleForTimestamp) || errors.Is(err, storage.ErrOutOfOrderSample) ||
+		errors.Is(err, storage.ErrOutOfBounds) || errors.Is(err, storage.ErrTooOldSample)
 }

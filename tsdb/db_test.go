@@ -404,3 +404,32 @@ func TestBatchLen(t *testing.T) {
 		t.Errorf("Len() = %d, want %d", got, want)
 	}
 }
+
+// TestAppendUnknownReference: the appender keeps references, not label sets. A reference
+// the head no longer knows (it dropped the series) makes the appender append by labels
+// again, to the same series: no sample is lost and no series is duplicated.
+func TestAppendUnknownReference(t *testing.T) {
+	db := newTestDB(t, Config{})
+	b := genBatch(2, 3, 2)
+	if err := db.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	series := db.tsdb.Head().NumSeries()
+	for _, e := range db.app.cache {
+		for r := range e.series {
+			if e.series[r].ref != 0 {
+				e.series[r].ref = 1 << 40 // never handed out
+			}
+		}
+	}
+	advance(&b, DefaultResolution)
+	if err := db.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := db.app.appended, b.Len(); got != want || db.app.errs != 0 {
+		t.Errorf("appended %d samples (%d errors), want %d", got, db.app.errs, want)
+	}
+	if got := db.tsdb.Head().NumSeries(); got != series {
+		t.Errorf("%d series after the second write, want the first write's %d", got, series)
+	}
+}

@@ -44,8 +44,11 @@ func NodeObject(i, port int) *corev1.Node {
 }
 
 // PodObject is pod p, owned by its Deployment's ReplicaSet (rs), placed on its node, with
-// requests a little above its mean usage and limits twice that.
+// its template's requests (a little above the mean usage of the Deployment's first pod) and
+// limits twice that: replicas of one Deployment have the same requests, as they do when a
+// Deployment makes them.
 func (s Spec) PodObject(p Pod, rs *appsv1.ReplicaSet) *corev1.Pod {
+	tmpl := s.Pod(p.Deployment) // pod g = d is the Deployment's first
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: p.Namespace, Name: p.Name,
@@ -55,7 +58,7 @@ func (s Spec) PodObject(p Pod, rs *appsv1.ReplicaSet) *corev1.Pod {
 		},
 		Spec: corev1.PodSpec{NodeName: NodeName(p.Node)},
 	}
-	for _, c := range p.Containers {
+	for _, c := range tmpl.Containers {
 		cpu := resource.NewMilliQuantity(int64(math.Ceil(c.CPU*1200)), resource.DecimalSI)
 		mem := resource.NewQuantity(int64(c.Memory*1.25)/(1<<20)*(1<<20), resource.BinarySI)
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{

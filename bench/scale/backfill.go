@@ -44,10 +44,14 @@ func (r *run) backfill(ctx context.Context) error {
 	if r.res.BackfillDirBytes, err = fileutil.DirSize(filepath.Join(r.storageDir(), "tsdb")); err != nil {
 		return err
 	}
-	if r.res.BlockBytes, r.res.BlockSamples, err = compactStore(r.storageDir()); err != nil {
+	// As the TSDB compacts a head that spans 1.5 block ranges: the older part into a block,
+	// the newest hour (or half of a shorter backfill) stays in the head.
+	keep := min(time.Hour, r.sc.Backfill/2)
+	r.res.BlockKeep = keep
+	if r.res.BlockBytes, r.res.BlockSamples, err = compactStore(r.storageDir(), keep); err != nil {
 		return err
 	}
-	r.logf("compacted: %d samples in %s (%.2f B/sample)", r.res.BlockSamples, mib(float64(r.res.BlockBytes)), float64(r.res.BlockBytes)/float64(max(r.res.BlockSamples, 1)))
+	r.logf("compacted all but the newest %s: %d samples in %s (%.2f B/sample)", keep, r.res.BlockSamples, mib(float64(r.res.BlockBytes)), float64(r.res.BlockBytes)/float64(max(r.res.BlockSamples, 1)))
 	return nil
 }
 
@@ -105,8 +109,8 @@ func fill(ctx context.Context, dir string, s fleet.Spec, uids map[string]types.U
 }
 
 // compactStore opens the Hindsight store at dir with the Prometheus TSDB itself, compacts
-// its whole head into one block, and returns the blocks' bytes and samples.
-func compactStore(dir string) (bytes int64, samples uint64, err error) {
+// its head but the newest keep into one block, and returns the blocks' bytes and samples.
+func compactStore(dir string, keep time.Duration) (bytes int64, samples uint64, err error) {
 	opts := promtsdb.DefaultOptions()
 	opts.WALCompression = compression.Snappy
 	opts.EnableMemorySnapshotOnShutdown = true
@@ -116,7 +120,7 @@ func compactStore(dir string) (bytes int64, samples uint64, err error) {
 	}
 	db.DisableCompactions()
 	h := db.Head()
-	if err := db.CompactHead(promtsdb.NewRangeHead(h, h.MinTime(), h.MaxTime())); err != nil {
+	if err := db.CompactHead(promtsdb.NewRangeHead(h, h.MinTime(), h.MaxTime()-keep.Milliseconds())); err != nil {
 		return 0, 0, errors.Join(fmt.Errorf("compact the head: %w", err), db.Close())
 	}
 	for _, b := range db.Blocks() {

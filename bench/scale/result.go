@@ -25,6 +25,7 @@ type Result struct {
 	BackfillTime     time.Duration // decode + write
 	BackfillWrite    time.Duration // DB.Write only
 	BlockBytes       int64         // the compacted block of the backfill
+	BlockKeep        time.Duration // the newest part of the backfill left in the head
 	BlockSamples     uint64
 	BackfillDirBytes int64 // the store before compaction (WAL, head chunks)
 
@@ -163,8 +164,8 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 			float64(r.BackfillSamples)/r.BackfillWrite.Seconds()/1e6, r.BackfillSamples/max(1, int64(sc.Backfill/sc.Resolution)),
 			dur(time.Duration(float64(r.BackfillWrite)/float64(max(1, int64(sc.Backfill/sc.Resolution))))))
 		if r.BlockSamples > 0 {
-			p("- After compaction into one block: %s for %d samples, **%.2f bytes per sample**; before it (WAL + head chunks) %s, %.2f bytes per sample.\n",
-				mib(float64(r.BlockBytes)), r.BlockSamples, float64(r.BlockBytes)/float64(r.BlockSamples), mib(float64(r.BackfillDirBytes)), float64(r.BackfillDirBytes)/float64(r.BackfillSamples))
+			p("- After compaction into one block (all but the newest %s, which stays in the head as when the TSDB compacts a head): %s for %d samples, **%.2f bytes per sample**; before it (WAL + head chunks) %s, %.2f bytes per sample of the whole backfill.\n",
+				r.BlockKeep, mib(float64(r.BlockBytes)), r.BlockSamples, float64(r.BlockBytes)/float64(r.BlockSamples), mib(float64(r.BackfillDirBytes)), float64(r.BackfillDirBytes)/float64(r.BackfillSamples))
 		}
 	}
 	if len(r.Notes) > 0 {

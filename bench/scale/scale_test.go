@@ -27,8 +27,9 @@ func TestSideBySide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.BackfillSamples == 0 || res.BlockSamples != uint64(res.BackfillSamples) {
-		t.Errorf("backfilled %d samples, the compacted block holds %d", res.BackfillSamples, res.BlockSamples)
+	// The block holds the backfill but its newest half (BlockKeep), which stays in the head.
+	if res.BackfillSamples == 0 || res.BlockSamples == 0 || res.BlockSamples >= uint64(res.BackfillSamples) || res.BlockKeep != sc.Backfill/2 {
+		t.Errorf("backfilled %d samples, the compacted block holds %d, %s kept in the head", res.BackfillSamples, res.BlockSamples, res.BlockKeep)
 	}
 	for _, s := range res.Servers {
 		if s.Rounds < sc.Rounds-1 || s.CPUPerRound <= 0 || s.RSS.Mean <= 0 || s.Heap.Mean <= 0 || s.FirstComplete <= 0 {
