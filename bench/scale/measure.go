@@ -280,31 +280,33 @@ func (r *run) steady(ctx context.Context) error {
 	}
 	r.res.Fleet.CPUPerRound = (cpuEnd[2] - cpuStart[2]) / (elapsed.Seconds() / r.sc.Resolution.Seconds())
 	r.res.Fleet.RSS = fleetRSS
-	var stats struct{ Requests int64 }
-	hc, err := httpClient(r.direct[0])
-	if err != nil {
-		return err
-	}
-	fleetCfg := rest.CopyConfig(r.direct[0])
-	body, err := fleetGet(ctx, hc, r, fleetCfg)
-	if err == nil {
-		err = json.Unmarshal(body, &stats)
-	}
-	if err != nil {
+	if r.res.Fleet.Requests, err = r.fleetRequests(ctx); err != nil {
 		return fmt.Errorf("fleet stats: %w", err)
 	}
-	r.res.Fleet.Requests = stats.Requests
 	return nil
 }
 
-// fleetGet reads the fleet's request counts from node 0's port.
-func fleetGet(ctx context.Context, hc *http.Client, r *run, cfg *rest.Config) ([]byte, error) {
+// fleetRequests reads how many requests the fleet has answered, from node 0's port.
+func (r *run) fleetRequests(ctx context.Context) (int64, error) {
 	n, err := r.client.CoreV1().Nodes().Get(ctx, fleet.NodeName(0), metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
+	cfg := rest.CopyConfig(r.direct[0]) // the cluster CA and an admin client certificate
 	cfg.Host = fmt.Sprintf("https://127.0.0.1:%d", n.Status.DaemonEndpoints.KubeletEndpoint.Port)
-	return get(ctx, hc, cfg, fleet.StatsPath, "application/json")
+	hc, err := httpClient(cfg)
+	if err != nil {
+		return 0, err
+	}
+	body, err := get(ctx, hc, cfg, fleet.StatsPath, "application/json")
+	if err != nil {
+		return 0, err
+	}
+	var stats struct{ Requests int64 }
+	if err := json.Unmarshal(body, &stats); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", fleet.StatsPath, err)
+	}
+	return stats.Requests, nil
 }
 
 // lists measures LIST latencies: for each path, resource and encoding, one client then
