@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
@@ -61,9 +62,9 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	if o.kubeletInsecureTLS {
 		log.Warn("--kubelet-insecure-tls is set: kubelet serving certificates are not verified; use it for tests only")
 	}
-	restConfig, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	restConfig, err := kubeConfig(o.kubeconfig)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
+		return err
 	}
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
@@ -431,6 +432,20 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, ho)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, ho)), nil
+}
+
+// kubeConfig is the kube-apiserver client configuration of --kubeconfig (in-cluster when
+// empty). Its requests and responses are protobuf, as metrics-server's: the informers'
+// LISTs of every pod and node decode several times faster and with less garbage than
+// JSON, which matters most when a restart waits for the pod informer's first LIST.
+func kubeConfig(kubeconfig string) (*rest.Config, error) {
+	c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	return c, nil
 }
 
 // kubeletCredentials fills in what the kubelet flags leave out from Hindsight's own
