@@ -435,9 +435,9 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 }
 
 // kubeConfig is the kube-apiserver client configuration of --kubeconfig (in-cluster when
-// empty). Its requests and responses are protobuf, as metrics-server's: the informers'
-// LISTs of every pod and node decode several times faster and with less garbage than
-// JSON, which matters most when a restart waits for the pod informer's first LIST.
+// empty). Its requests and responses are protobuf, as metrics-server's, for the informers'
+// LISTs and WATCHes (a LIST of 30,000 pods from the watch cache took 2.2–2.5 s as protobuf,
+// 2.0–3.3 s as JSON, on the 2-core machine: the kube-apiserver's side dominates there).
 func kubeConfig(kubeconfig string) (*rest.Config, error) {
 	c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
