@@ -312,6 +312,9 @@ func (r *run) fleetRequests(ctx context.Context) (int64, error) {
 // lists measures LIST latencies: for each path, resource and encoding, one client then
 // Clients at once, on Hindsight then metrics-server, so both take the same load.
 func (r *run) lists(ctx context.Context) error {
+	if r.sc.NoLists {
+		return nil
+	}
 	type target struct {
 		path string
 		cfg  func(i int) *rest.Config

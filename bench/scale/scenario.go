@@ -37,6 +37,9 @@ type Scenario struct {
 	NoAggregator bool
 	// NoRestart skips the start → complete `kubectl top` phase.
 	NoRestart bool
+	// NoLists skips the LIST latency phase (and the RSS after it): for a quicker run of
+	// the other figures, such as the restart.
+	NoLists bool
 	// ProfileDir, when set, receives both servers' pprof profiles taken at the end of the
 	// steady state: heap (<server>-heap.pb.gz, in-use and allocated) and CPU over two rounds
 	// (<server>-cpu.pb.gz).

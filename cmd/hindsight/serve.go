@@ -41,9 +41,10 @@ import (
 
 // serve runs Hindsight until ctx ends. It is built in phases, each a function below:
 //
-//  1. storage: the TSDB and the catalog beside it, on --storage-path;
-//  2. informers: one shared factory (nodes; pods, every phase, stripped to what is read;
-//     ReplicaSets and Jobs for owners) and the catalog feed;
+//  1. informers: one shared factory (nodes; pods, every phase, stripped to what is read;
+//     ReplicaSets and Jobs for owners), started at once;
+//  2. storage: the TSDB and the catalog beside it, on --storage-path, and the catalog
+//     feed on the informers;
 //  3. scraper: the kubelet client and the scrape loop;
 //  4. servers: metrics.k8s.io with its health checks, the history API and the
 //     Prometheus-compatible API on the same secure port.
@@ -76,14 +77,27 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 	}
 	reg := legacyregistry.Registerer()
 
+	// The informers start first: their initial lists (30,000 pods take seconds) load while
+	// the TSDB opens, instead of after it. The catalog feed registers its handlers once the
+	// catalog is open; a handler added to a running informer is handed every cached object
+	// first, so it misses nothing.
+	inf := newInformers(client)
+	infCtx, stopInf := context.WithCancel(context.WithoutCancel(ctx))
+	inf.factory.Start(infCtx.Done())
+	stopInformers := sync.OnceFunc(func() {
+		stopInf()
+		inf.factory.Shutdown() // the feed's event handlers have returned: nothing writes the catalog
+	})
+	defer stopInformers() // on an early return; after a run, a no-op
+
 	st, err := openStorage(o, log, reg)
 	if err != nil {
 		return err
 	}
 	// On an early return; after a run, the storage is closed already and this is a no-op.
 	defer func() { err = errors.Join(err, st.close()) }()
+	st.stopFirst = stopInformers
 
-	inf := newInformers(client)
 	feed, err := inventory.New(st.catalog, inventory.Config{
 		Pods: inf.pods.Informer(), Nodes: inf.nodes.Informer(),
 		ReplicaSets: inf.replicaSets, Jobs: inf.jobs,
@@ -101,12 +115,6 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 		return err
 	}
 
-	infCtx, stopInf := context.WithCancel(context.WithoutCancel(ctx))
-	inf.factory.Start(infCtx.Done())
-	st.stopFirst = func() {
-		stopInf()
-		inf.factory.Shutdown() // the feed's event handlers have returned: nothing writes the catalog
-	}
 	return runThenClose(ctx, log, components{
 		scrape: func(ctx context.Context) error {
 			// Scrape once the informers know the nodes and pods, so that the first round

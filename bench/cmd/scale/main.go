@@ -38,6 +38,7 @@ func run() error {
 	out := flag.String("out", "bench/results", "directory of the results files")
 	rounds := flag.Int("rounds", 0, "steady-state rounds (0: the scenario's, 20)")
 	backfill := flag.Duration("backfill", -1, "history written before Hindsight starts (-1: the scenario's, 2h)")
+	noLists := flag.Bool("no-lists", false, "skip the LIST latency phase")
 	profiles := flag.String("profiles", "", "save both servers' heap and CPU profiles here (a directory per scenario)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -53,6 +54,7 @@ func run() error {
 		if *backfill >= 0 {
 			sc.Backfill = *backfill
 		}
+		sc.NoLists = *noLists
 		if *profiles != "" {
 			sc.ProfileDir = filepath.Join(*profiles, sc.Name)
 		}
