@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -57,7 +58,8 @@ type DB struct {
 
 // Open opens (or creates) the storage in cfg.Dir and, when the TSDB holds points newer
 // than two resolutions, fills the current window from them, so that a restart serves at
-// once. The embedded TSDB registers its own metrics (prometheus_tsdb_*) on reg with
+// once: from the window snapshot the last Close wrote when no sample was stored since
+// (windowsnap.go), else rebuilt from the stored points (restore.go). The embedded TSDB registers its own metrics (prometheus_tsdb_*) on reg with
 // MustRegister, so reg must not have been passed to another Open; reg may be nil.
 //
 // Open locks cfg.Dir (the file hindsight.lock in it) until Close. When another process or
@@ -129,13 +131,21 @@ func open(cfg Config, log *slog.Logger, reg prometheus.Registerer, freeBytes fun
 	// Before the TSDB's first compaction, which its loop starts a minute after Open.
 	space := db.checkSpace()
 	db.recordSpace(space, false)
-	if err := db.restore(context.Background(), db.now()); err != nil {
-		// The history is intact; only the first two scrapes will not be served.
-		log.Warn("Could not restore the current window from the TSDB", "err", err)
+	restoreStart, restoredFrom := time.Now(), restoredFromSnapshot
+	if err := db.loadWindow(db.now()); err != nil {
+		restoredFrom = restoredFromTSDB
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Info("Not using the window snapshot; rebuilding the current window from the TSDB", "err", err)
+		}
+		if err := db.restore(context.Background(), db.now()); err != nil {
+			// The history is intact; only the first two scrapes will not be served.
+			log.Warn("Could not restore the current window from the TSDB", "err", err)
+		}
 	}
 	m.setPoints(db.idx)
 	log.Info("Opened storage", "dir", cfg.Dir, "retention", cfg.Retention, "retentionSize", cfg.RetentionSize,
 		"resolution", cfg.Resolution, "restoredNodes", db.idx.nodePoints, "restoredContainers", db.idx.containerPoints,
+		"restoredFrom", restoredFrom, "restoreDuration", time.Since(restoreStart),
 		"freeBytes", space.free, "reserveBytes", space.reserve)
 	return db, nil
 }
@@ -249,8 +259,9 @@ func (db *DB) Ready() error {
 	return nil
 }
 
-// Close flushes the TSDB (with a snapshot of its head, for a fast restart), closes it and
-// releases the lock on the directory. History queries in progress (Range, and PromQL over
+// Close flushes the TSDB (with a snapshot of its head, for a fast restart), closes it,
+// writes the current window to <dir>/window.snapshot (windowsnap.go) and releases the lock
+// on the directory. History queries in progress (Range, and PromQL over
 // Queryable) end with ErrClosed within checkEvery samples, even while they iterate one
 // series; Close waits until their queriers are closed before it closes the TSDB. It waits
 // for a Write in progress; Write fails after Close, and the current window is still served
@@ -264,11 +275,22 @@ func (db *DB) Close() error {
 	db.closed = true
 	db.queries.close()
 	var errs []error
+	// No Write runs until the TSDB is closed (writeMu), so this is the newest sample the
+	// window snapshot is written with.
+	headMaxT := db.tsdb.Head().MaxTime()
 	stop := crashpoint.OnOpen(crashpoint.CloseSnapshot, db.cfg.tsdbDir(), isSnapshotTmp)
 	err := db.tsdb.Close()
 	stop()
 	if err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", db.cfg.tsdbDir(), err))
+	} else {
+		db.mu.RLock()
+		data := encodeWindow(db.idx, headMaxT)
+		db.mu.RUnlock()
+		if err := writeWindowSnapshot(db.cfg.Dir, data); err != nil {
+			// Not an error of Close: the next Open rebuilds the window from the TSDB.
+			db.log.Warn("Could not write the window snapshot; the next start rebuilds the current window from the TSDB", "err", err)
+		}
 	}
 	if err := db.lock.release(); err != nil {
 		errs = append(errs, fmt.Errorf("release the lock on %s: %w", db.cfg.Dir, err))

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -237,8 +240,43 @@ func TestDuplicateSamples(t *testing.T) {
 
 // TestReopen checks that Close then Open keeps the samples, and that the current window
 // is served at once from the stored points when they are fresh.
+// restoreSources are where Open restores the current window from: the window snapshot
+// Close wrote, or the stored points when there is none.
+var restoreSources = []string{restoredFromSnapshot, restoredFromTSDB}
+
+// reopenFrom opens the closed storage in dir, restoring the window from from (the
+// snapshot is removed first for restoredFromTSDB), checks Open's log says so and that the
+// snapshot is gone, and closes the DB when the test ends.
+func reopenFrom(t *testing.T, cfg Config, from string) *DB {
+	t.Helper()
+	path := filepath.Join(cfg.Dir, windowSnapshotFile)
+	if from == restoredFromTSDB {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log, lines := captureLog(t)
+	db := openTestDB(t, cfg, log)
+	if got := lines.find("Opened storage", "restoredFrom="+from); len(got) != 1 {
+		t.Errorf("Open logged %q, want one \"Opened storage\" line with restoredFrom=%s", lines.find("Opened storage"), from)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after Open, %s: %v, want it removed", path, err)
+	}
+	return db
+}
+
 func TestReopen(t *testing.T) {
 	t.Parallel()
+	for _, from := range restoreSources {
+		t.Run(from, func(t *testing.T) {
+			t.Parallel()
+			testReopen(t, from)
+		})
+	}
+}
+
+func testReopen(t *testing.T, from string) {
 	dir := t.TempDir()
 	// Whole seconds, so that start times survive their round trip through float seconds.
 	now := time.Now().Truncate(time.Second)
@@ -271,7 +309,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db = newTestDB(t, Config{Dir: dir})
+	db = reopenFrom(t, Config{Dir: dir, Resolution: DefaultResolution}, from)
 	if diff := cmp.Diff(stored, readAll(t, db.tsdb)); diff != "" {
 		t.Errorf("stored series after restart (-before +after):\n%s", diff)
 	}
@@ -298,28 +336,33 @@ func TestReopen(t *testing.T) {
 // TestReopenStale checks that points older than two resolutions are not restored.
 func TestReopenStale(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	db, err := Open(Config{Dir: dir}, slogt(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := time.Now().Add(-31 * time.Second)
-	write(t, db,
-		batch(node("n1", ts.Add(-15*time.Second), 10, 1e6, ctr("ns/p", "c", ts.Add(-15*time.Second), old, 1, 1e6))),
-		batch(node("n1", ts, 11, 1e6, ctr("ns/p", "c", ts, old, 2, 1e6))),
-	)
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db = newTestDB(t, Config{Dir: dir})
-	if got := db.NodeUsage([]string{"n1"}); len(got) != 0 {
-		t.Errorf("NodeUsage = %v, want none", got)
-	}
-	if got := db.PodUsage([]PodRef{ref("ns/p")}); len(got) != 0 {
-		t.Errorf("PodUsage = %v, want none", got)
-	}
-	if err := db.Ready(); err == nil {
-		t.Error("Ready() = nil, want an error")
+	for _, from := range restoreSources {
+		t.Run(from, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			db, err := Open(Config{Dir: dir}, slogt(t), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts := time.Now().Add(-31 * time.Second)
+			write(t, db,
+				batch(node("n1", ts.Add(-15*time.Second), 10, 1e6, ctr("ns/p", "c", ts.Add(-15*time.Second), old, 1, 1e6))),
+				batch(node("n1", ts, 11, 1e6, ctr("ns/p", "c", ts, old, 2, 1e6))),
+			)
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db = reopenFrom(t, Config{Dir: dir, Resolution: DefaultResolution}, from)
+			if got := db.NodeUsage([]string{"n1"}); len(got) != 0 {
+				t.Errorf("NodeUsage = %v, want none", got)
+			}
+			if got := db.PodUsage([]PodRef{ref("ns/p")}); len(got) != 0 {
+				t.Errorf("PodUsage = %v, want none", got)
+			}
+			if err := db.Ready(); err == nil {
+				t.Error("Ready() = nil, want an error")
+			}
+		})
 	}
 }
 

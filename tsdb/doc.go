@@ -25,6 +25,8 @@
 //	                      and start time while held, empty after Close
 //	<dir>/tsdb/           the Prometheus TSDB: wal/, chunks_head/, chunk_snapshot.* (written
 //	                      on Close), one directory per block, lock
+//	<dir>/window.snapshot the current window as Close left it (windowsnap.go); the next
+//	                      Open removes it and uses it when no sample was stored since
 //	<dir>/catalog.db      the bbolt catalog of pods and nodes (package tsdb/catalog)
 //	<dir>/damaged/<time>/ damaged TSDB parts Open moved aside (same paths as under tsdb/),
 //	                      kept for inspection, never deleted

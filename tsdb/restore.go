@@ -97,6 +97,25 @@ func (db *DB) restore(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// Where Open restored the current window from, for its log line.
+const (
+	restoredFromSnapshot = "window.snapshot"
+	restoredFromTSDB     = "tsdb"
+)
+
+// loadWindow fills the index from the window snapshot (windowsnap.go) with restore's
+// freshness rule, or returns why it did not.
+func (db *DB) loadWindow(now time.Time) error {
+	s, err := readWindowSnapshot(db.cfg.Dir, db.cfg.Resolution, db.tsdb.Head().MaxTime())
+	if err != nil {
+		return err
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.idx.load(s, now, now.Add(-restoreFresh*db.cfg.Resolution))
+	return nil
+}
+
 // readRecent reads the samples since from of the series restoreNames lists, by node or
 // container.
 func (db *DB) readRecent(ctx context.Context, from time.Time) (map[objKey]*restoredSeries, error) {
