@@ -67,6 +67,10 @@ type Config struct {
 	// it (the hidden flag --storage-block-duration), so that head chunk writes and head
 	// compactions come within minutes; history is unchanged.
 	BlockDuration time.Duration
+	// TierRetention is how long each downsampled tier (tier.go) keeps its rollups, indexed
+	// by Tier. 0 means DefaultTierRetention (90 days for 5m, 400 days for 1h); a negative
+	// value turns the tier off.
+	TierRetention [NumTiers]time.Duration
 }
 
 // Validate reports every problem with c.
@@ -124,6 +128,9 @@ func (c Config) complete() Config {
 	c.Retention = cmp.Or(c.Retention, DefaultRetention)
 	c.Resolution = cmp.Or(c.Resolution, DefaultResolution)
 	c.ExpectedSeries = cmp.Or(c.ExpectedSeries, DefaultExpectedSeries)
+	for t := range NumTiers {
+		c.TierRetention[t] = cmp.Or(c.TierRetention[t], DefaultTierRetention(t))
+	}
 	return c
 }
 

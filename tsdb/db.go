@@ -54,6 +54,8 @@ type DB struct {
 	// mu guards idx. Write holds it only while it updates the index.
 	mu  sync.RWMutex
 	idx *index
+
+	rollupState
 }
 
 // Open opens (or creates) the storage in cfg.Dir and, when the TSDB holds points newer
@@ -97,13 +99,13 @@ func open(cfg Config, log *slog.Logger, reg prometheus.Registerer, freeBytes fun
 			err = errors.Join(err, lock.release())
 		}
 	}()
-	m := newMetrics()
-	if err := m.register(reg); err != nil {
+	m, rm := newMetrics(), newRollupMetrics()
+	if err := registerAll(reg, append(m.collectors(), rm.collectors()...)); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			m.unregister(reg)
+			unregisterAll(reg, append(m.collectors(), rm.collectors()...))
 		}
 	}()
 	if err := recoverDamaged(cfg, time.Now(), log, m.recover); err != nil {
@@ -128,6 +130,8 @@ func open(cfg Config, log *slog.Logger, reg prometheus.Registerer, freeBytes fun
 		idx:        newIndex(log, cfg.Resolution),
 		queries:    newQueryGate(),
 	}
+	db.rm = rm
+	db.openTiers()
 	// Before the TSDB's first compaction, which its loop starts a minute after Open.
 	space := db.checkSpace()
 	db.recordSpace(space, false)
@@ -274,7 +278,14 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	db.queries.close()
+	// A rollup pass reads through a querier, so the gate has ended it; none starts now.
+	db.rollupMu.Lock()
+	db.rollupClosed = true
+	db.rollupMu.Unlock()
 	var errs []error
+	if err := db.closeTiers(); err != nil {
+		errs = append(errs, err)
+	}
 	// No Write runs until the TSDB is closed (writeMu), so this is the newest sample the
 	// window snapshot is written with.
 	headMaxT := db.tsdb.Head().MaxTime()
@@ -425,26 +436,25 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.points, m.rejected, m.skippedVec, m.appended, m.appendErrors, m.writeDuration, m.writable, m.droppedVec, m.freeBytes, m.reserveBytes, m.recovered}
 }
 
-func (m *metrics) register(reg prometheus.Registerer) error {
+// registerAll registers cs on reg, none of them when one fails; reg may be nil.
+func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) error {
 	if reg == nil {
 		return nil
 	}
-	for i, c := range m.collectors() {
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
-			for _, c := range m.collectors()[:i] {
-				reg.Unregister(c)
-			}
+			unregisterAll(reg, cs[:i])
 			return err
 		}
 	}
 	return nil
 }
 
-func (m *metrics) unregister(reg prometheus.Registerer) {
+func unregisterAll(reg prometheus.Registerer, cs []prometheus.Collector) {
 	if reg == nil {
 		return
 	}
-	for _, c := range m.collectors() {
+	for _, c := range cs {
 		reg.Unregister(c)
 	}
 }

@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -71,26 +72,58 @@ func (g *queryGate) close() {
 	g.open.Wait()
 }
 
-// Queryable returns the TSDB's raw series as a storage.Queryable, for the PromQL engine.
-// Its queriers fail with ErrClosed after Close has begun, the series sets and sample
-// iterators of the open ones end with ErrClosed, and Close waits until they are closed.
+// Queryable returns the TSDB's raw series and the downsampled tiers' rollup series
+// (tier.go; their names differ, so no series is in two) as a storage.Queryable, for the
+// PromQL engine. Its queriers fail with ErrClosed after Close has begun, the series sets
+// and sample iterators of the open ones end with ErrClosed, and Close waits until they are
+// closed.
 func (db *DB) Queryable() storage.Queryable { return gatedQueryable{db} }
 
 type gatedQueryable struct{ db *DB }
 
 func (q gatedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
-	return q.db.querier(mint, maxt)
+	return q.db.gatedQuerier(mint, maxt, true)
 }
 
+// querier returns a gated querier of the raw series.
 func (db *DB) querier(mint, maxt int64) (storage.Querier, error) {
+	return db.gatedQuerier(mint, maxt, false)
+}
+
+// gatedQuerier returns a querier of the raw series and, withTiers, of the tiers'.
+func (db *DB) gatedQuerier(mint, maxt int64, withTiers bool) (_ storage.Querier, err error) {
 	release, err := db.queries.enter()
 	if err != nil {
 		return nil, err
 	}
+	var qs []storage.Querier
+	defer func() {
+		if err != nil {
+			for _, q := range qs {
+				_ = q.Close()
+			}
+			release()
+		}
+	}()
 	q, err := db.tsdb.Querier(mint, maxt)
 	if err != nil {
-		release()
 		return nil, err
+	}
+	qs = append(qs, q)
+	if withTiers {
+		for _, s := range db.tiers {
+			if s == nil {
+				continue
+			}
+			tq, err := s.db.Querier(mint, maxt)
+			if err != nil {
+				return nil, fmt.Errorf("tier %s: %w", s.tier, err)
+			}
+			qs = append(qs, tq)
+		}
+	}
+	if len(qs) > 1 {
+		q = storage.NewMergeQuerier(qs, nil, storage.ChainedSeriesMerge)
 	}
 	return &gatedQuerier{Querier: q, gate: db.queries, release: release}, nil
 }

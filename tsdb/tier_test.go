@@ -1,0 +1,383 @@
+package tsdb
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// workload is a random fleet's scrape rounds: nodes whose pods' containers restart, pods
+// that come and go, rounds a node misses (one at a time and several in a row), and kubelet
+// timestamps that jitter before the scrape.
+type workload struct {
+	batches []Batch
+	start   time.Time // the first round
+	end     time.Time // the last round
+}
+
+type wlContainer struct {
+	name    string
+	rate    float64 // cores
+	counter float64 // core-seconds
+	mem     float64 // bytes
+	started time.Time
+}
+
+type wlPod struct {
+	ns, name   string
+	from, to   int // the rounds the pod exists in: [from, to)
+	containers []*wlContainer
+}
+
+// randomWorkload returns rounds at resolution over span, from seed.
+func randomWorkload(seed uint64, start time.Time, span, resolution time.Duration) workload {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	rounds := int(span / resolution)
+	nodes := 1 + rng.IntN(3)
+	type wlNode struct {
+		name    string
+		pods    []*wlPod
+		counter float64
+		skip    int // rounds still to miss
+		// housekeeping: sample times on 10s ticks, as cAdvisor's (so some fall on a
+		// window's end), rather than milliseconds before the scrape
+		housekeeping bool
+	}
+	var ns []*wlNode
+	for n := range nodes {
+		nd := &wlNode{name: fmt.Sprintf("node-%d", n), housekeeping: n%2 == 0}
+		for p := range 1 + rng.IntN(4) {
+			pod := &wlPod{ns: fmt.Sprintf("ns-%d", rng.IntN(2)), name: fmt.Sprintf("pod-%d-%d", n, p), to: rounds}
+			switch rng.IntN(4) {
+			case 0: // deleted part way
+				pod.to = rng.IntN(rounds)
+			case 1: // created part way
+				pod.from = rng.IntN(rounds)
+			}
+			for c := range 1 + rng.IntN(2) {
+				pod.containers = append(pod.containers, &wlContainer{
+					name: fmt.Sprintf("c%d", c), rate: 0.01 + 2*rng.Float64(),
+					mem: float64(4096 * (1000 + rng.IntN(100000))), started: start.Add(-time.Hour),
+				})
+			}
+			nd.pods = append(nd.pods, pod)
+		}
+		ns = append(ns, nd)
+	}
+	w := workload{start: start}
+	for r := range rounds {
+		round := start.Add(time.Duration(r) * resolution)
+		var b Batch
+		for _, nd := range ns {
+			scrape := round.Add(time.Duration(rng.IntN(2000)) * time.Millisecond).Truncate(time.Millisecond)
+			// Usage moves on whether or not the node is scraped.
+			nodeMem := 1e9
+			for _, pod := range nd.pods {
+				if r < pod.from || r >= pod.to {
+					continue
+				}
+				for _, c := range pod.containers {
+					if rng.IntN(20) == 0 {
+						c.rate = 0.01 + 2*rng.Float64()
+					}
+					c.counter += c.rate * resolution.Seconds() * (0.7 + 0.6*rng.Float64())
+					c.mem = max(4096, c.mem+float64(4096*(rng.IntN(2001)-1000)))
+					if rng.IntN(400) == 0 { // a restart: the counter starts again
+						c.counter, c.started = c.rate*rng.Float64(), scrape.Add(-time.Second)
+					}
+					nd.counter += c.rate * resolution.Seconds()
+					nodeMem += c.mem
+				}
+			}
+			nd.counter += 0.1 * resolution.Seconds()
+			switch {
+			case nd.skip > 0:
+				nd.skip--
+				continue
+			case rng.IntN(100) < 3:
+				continue // one missed round
+			case rng.IntN(300) == 0:
+				nd.skip = 2 + rng.IntN(6) // several: a gap
+				continue
+			}
+			ts := scrape.Add(-time.Duration(rng.IntN(3000)) * time.Millisecond)
+			if nd.housekeeping {
+				ts = scrape.Truncate(10 * time.Second)
+			}
+			scr := node(nd.name, ts, nd.counter, nodeMem)
+			scr.ScrapeTime = scrape
+			for _, pod := range nd.pods {
+				if r < pod.from || r >= pod.to {
+					continue
+				}
+				var cpu, mem float64
+				for _, c := range pod.containers {
+					scr.Containers = append(scr.Containers, ctr(pod.ns+"/"+pod.name, c.name, ts, c.started, c.counter, c.mem))
+					cpu += c.counter
+					mem += c.mem
+				}
+				scr.Pods = append(scr.Pods, PodSample{Namespace: pod.ns, Pod: pod.name, UID: "uid-" + pod.name, Sample: cpuMem(ts, cpu+0.5, mem+1<<20)})
+			}
+			b.Nodes = append(b.Nodes, scr)
+		}
+		w.batches = append(w.batches, b)
+		w.end = round
+	}
+	return w
+}
+
+// rollupAll runs one rollup pass with the clock at now.
+func rollupAll(t *testing.T, db *DB, now time.Time) {
+	t.Helper()
+	db.now = func() time.Time { return now }
+	if err := db.Rollup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RollupHealth(); err != nil {
+		t.Fatalf("RollupHealth after a pass that succeeded: %v", err)
+	}
+}
+
+// tierSamples returns the rollup samples of field f of tier tr for objects o, by object.
+func tierSamples(t *testing.T, db *DB, o Object, tr Tier, f RollupField) map[SeriesID]map[int64]float64 {
+	t.Helper()
+	out := map[SeriesID]map[int64]float64{}
+	name := RollupSeriesName(o, tr, f)
+	for lset, ss := range readAll(t, db.Queryable()) {
+		ls, err := parseLabels(lset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ls.Get(metricNameLabel) != name {
+			continue
+		}
+		id := SeriesID{Node: ls.Get(LabelNode), Namespace: ls.Get(LabelNamespace), Pod: ls.Get(LabelPod), Container: ls.Get(LabelContainer), UID: ls.Get(LabelUID)}
+		m := map[int64]float64{}
+		for _, s := range ss {
+			m[s.T] = s.V
+		}
+		out[id] = m
+	}
+	return out
+}
+
+// parseLabels reads back labels.Labels.String().
+func parseLabels(s string) (labels.Labels, error) {
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}")
+	b := labels.NewScratchBuilder(8)
+	for part := range strings.SplitSeq(s, ", ") {
+		name, value, ok := strings.Cut(part, "=")
+		if !ok {
+			return labels.EmptyLabels(), fmt.Errorf("label %q", part)
+		}
+		b.Add(name, strings.Trim(value, `"`))
+	}
+	b.Sort()
+	return b.Labels(), nil
+}
+
+// TestRollupEqualsRange checks, on random workloads, that every window of both tiers holds
+// what Range computes from the raw samples on a grid aligned to the tier: avg and max of CPU
+// (millicores) and memory (KiB), rounded, and the memory sample count; and that a window
+// has a value exactly when Range has one.
+func TestRollupEqualsRange(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(6) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			const res = 15 * time.Second
+			start := time.UnixMilli(1_700_000_000_000).Add(time.Duration(seed) * 7 * time.Minute)
+			w := randomWorkload(seed, start, 13*time.Hour, res)
+			db := newTestDB(t, Config{Resolution: res})
+			write(t, db, w.batches...)
+			rollupAll(t, db, w.end.Add(time.Hour))
+
+			for tr := range NumTiers {
+				d := tierDefs[tr]
+				wm := db.tiers[tr].next
+				first := start.UnixMilli() / d.batch.Milliseconds() * d.batch.Milliseconds()
+				if wm <= first {
+					t.Fatalf("tier %s: watermark %d not past the first batch %d", tr, wm, first)
+				}
+				horizon := w.end.Add(time.Hour - rollupDelay(res) - gapBound(res)).UnixMilli()
+				if want := horizon / d.batch.Milliseconds() * d.batch.Milliseconds(); wm != want {
+					t.Errorf("tier %s: watermark %s, want %s (the end of the last batch whose samples are final)", tr, time.UnixMilli(wm).UTC(), time.UnixMilli(want).UTC())
+				}
+				for _, o := range []Object{ObjectNode, ObjectPod, ObjectContainer} {
+					q := RangeQuery{Start: time.UnixMilli(first).Add(d.res), End: time.UnixMilli(wm), Step: d.res}
+					for _, c := range []struct {
+						f     RollupField
+						agg   Agg
+						scale float64
+					}{
+						{FieldCPUAvg, AggAvg, 1e3}, {FieldCPUMax, AggMax, 1e3},
+						{FieldMemAvg, AggAvg, 1.0 / 1024}, {FieldMemMax, AggMax, 1.0 / 1024}, {FieldMemCount, AggCount, 1},
+					} {
+						q.Resource, q.Agg = c.f.Resource(), c.agg
+						got := tierSamples(t, db, o, tr, c.f)
+						n := 0
+						err := db.Range(context.Background(), Selector{Object: o}, q, func(rs *RangeSeries) error {
+							g := got[rs.ID]
+							for i, v := range rs.Values {
+								stamp := q.At(i).Add(-d.res).UnixMilli()
+								tv, ok := g[stamp]
+								if math.IsNaN(v) {
+									if ok {
+										t.Errorf("%s %v window %s: tier has %v, Range has no value", RollupSeriesName(o, tr, c.f), rs.ID, time.UnixMilli(stamp).UTC(), tv)
+									}
+									continue
+								}
+								n++
+								if want := math.Round(v * c.scale); !ok || tv != want {
+									t.Errorf("%s %v window %s: tier has %v (present %v), Range rounded %v (%v)", RollupSeriesName(o, tr, c.f), rs.ID, time.UnixMilli(stamp).UTC(), tv, ok, want, v*c.scale)
+								}
+								delete(g, stamp)
+							}
+							return nil
+						})
+						if err != nil {
+							t.Fatal(err)
+						}
+						for id, g := range got {
+							for stamp, v := range g {
+								t.Errorf("%s %v window %s: tier has %v, Range has no value", RollupSeriesName(o, tr, c.f), id, time.UnixMilli(stamp).UTC(), v)
+							}
+						}
+						if n == 0 {
+							t.Errorf("%s: no window compared", RollupSeriesName(o, tr, c.f))
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRollupCovered checks the CPU covered milliseconds against intervals counted from the
+// stored raw samples, one window at a time.
+func TestRollupCovered(t *testing.T) {
+	t.Parallel()
+	const res = 15 * time.Second
+	start := time.UnixMilli(1_700_000_000_000)
+	w := randomWorkload(42, start, 5*time.Hour, res)
+	db := newTestDB(t, Config{Resolution: res})
+	write(t, db, w.batches...)
+	rollupAll(t, db, w.end.Add(time.Hour))
+
+	raw := readAll(t, db.Queryable())
+	got := tierSamples(t, db, ObjectContainer, Tier5m, FieldCPUCovered)
+	resMs, gapMs := Tier5m.Resolution().Milliseconds(), gapBound(res).Milliseconds()
+	wm := db.tiers[Tier5m].next
+	compared := 0
+	for lset, ss := range raw {
+		ls, _ := parseLabels(lset)
+		if ls.Get(metricNameLabel) != MetricContainerCPU {
+			continue
+		}
+		id := SeriesID{Node: ls.Get(LabelNode), Namespace: ls.Get(LabelNamespace), Pod: ls.Get(LabelPod), Container: ls.Get(LabelContainer), UID: ls.Get(LabelUID)}
+		want := map[int64]float64{}
+		for i := 1; i < len(ss); i++ {
+			p, c := ss[i-1], ss[i]
+			if c.T-p.T > gapMs || c.V < p.V {
+				continue
+			}
+			for s := p.T / resMs * resMs; s < c.T; s += resMs {
+				if s >= wm {
+					break
+				}
+				if lo, hi := max(s, p.T), min(s+resMs, c.T); hi > lo {
+					want[s] += float64(hi - lo)
+				}
+			}
+		}
+		for s, v := range want {
+			compared++
+			if got[id][s] != v {
+				t.Errorf("%v window %s: covered %v ms, want %v", id, time.UnixMilli(s).UTC(), got[id][s], v)
+			}
+		}
+		if len(got[id]) != len(want) {
+			t.Errorf("%v: %d windows with covered time, want %d", id, len(got[id]), len(want))
+		}
+	}
+	if compared == 0 {
+		t.Fatal("no window compared")
+	}
+}
+
+// TestRollupResumes checks that passes stopped anywhere (the clock moving a batch at a time,
+// a crash between a block and its watermark, a restart) write every window exactly once:
+// the tiers' blocks hold as many samples as one pass over everything writes, and the same.
+func TestRollupResumes(t *testing.T) {
+	t.Parallel()
+	const res = 15 * time.Second
+	start := time.UnixMilli(1_700_000_000_000)
+	w := randomWorkload(7, start, 15*time.Hour, res)
+
+	once := newTestDB(t, Config{Resolution: res})
+	write(t, once, w.batches...)
+	rollupAll(t, once, w.end.Add(time.Hour))
+	want := readAll(t, once.Queryable())
+
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, Resolution: res}
+	db, err := Open(cfg, slogt(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, db, w.batches...)
+	// The clock moves in steps of 40 minutes: passes write what became final.
+	for now := start; now.Before(w.end.Add(time.Hour)); now = now.Add(40 * time.Minute) {
+		db.now = func() time.Time { return now }
+		if err := db.Rollup(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if now.After(start.Add(9 * time.Hour)) {
+			break
+		}
+	}
+	mid := db.tiers[Tier5m].next
+	var before [NumTiers]float64
+	for tr := range NumTiers {
+		before[tr] = testutil.ToFloat64(db.rm.samples.WithLabelValues(tr.String()))
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A crash after a block was renamed into place but before the watermark moved: the
+	// watermark file still says an earlier batch.
+	if err := writeFileSync(filepath.Join(dir, tiersSubdir, "5m.watermark"), watermark{Next: mid - 2*tierDefs[Tier5m].batch.Milliseconds()}); err != nil {
+		t.Fatal(err)
+	}
+	db = openTestDB(t, cfg, slogt(t))
+	if got := db.tiers[Tier5m].next; got != mid {
+		t.Errorf("after reopening with an older watermark: next %d, want %d (the newest block's end)", got, mid)
+	}
+	rollupAll(t, db, w.end.Add(time.Hour))
+	got := readAll(t, db.Queryable())
+	for name, ss := range want {
+		if !strings.Contains(name, ":") {
+			continue
+		}
+		if fmt.Sprint(got[name]) != fmt.Sprint(ss) {
+			t.Errorf("%s: resumed passes wrote %v, one pass %v", name, got[name], ss)
+		}
+	}
+	for tr := range NumTiers {
+		// Samples written, counted: a merged query (or a vertical compaction) would hide a
+		// window written twice.
+		name := tr.String()
+		resumed := before[tr] + testutil.ToFloat64(db.rm.samples.WithLabelValues(name))
+		if one := testutil.ToFloat64(once.rm.samples.WithLabelValues(name)); resumed != one || one == 0 {
+			t.Errorf("tier %s: resumed passes wrote %v samples, one pass %v", tr, resumed, one)
+		}
+	}
+}
