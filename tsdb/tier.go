@@ -156,6 +156,15 @@ func (s *tierStore) refresh() error {
 	return s.db.CompactHead(promtsdb.NewRangeHead(s.db.Head(), 0, -1))
 }
 
+// forTiers calls fn with every open tier.
+func (db *DB) forTiers(fn func(*tierStore)) {
+	for _, s := range db.tiers {
+		if s != nil {
+			fn(s)
+		}
+	}
+}
+
 // closeTiers closes the tiers' TSDBs; call it with no rollup pass running.
 func (db *DB) closeTiers() error {
 	var errs []error

@@ -2,9 +2,11 @@ package tsdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -380,4 +382,48 @@ func TestRollupResumes(t *testing.T) {
 			t.Errorf("tier %s: resumed passes wrote %v samples, one pass %v", tr, resumed, one)
 		}
 	}
+}
+
+// TestRollupNeedsSpace checks that a pass writes no block, and says why, while the disk has
+// no room for one above what the raw TSDB needs; and that the next pass with room catches up.
+func TestRollupNeedsSpace(t *testing.T) {
+	t.Parallel()
+	const res = 15 * time.Second
+	start := time.UnixMilli(1_700_000_000_000)
+	w := randomWorkload(3, start, 5*time.Hour, res)
+	db := newTestDB(t, Config{Resolution: res})
+	write(t, db, w.batches...)
+	need := diskReserve(max(db.cfg.ExpectedSeries, int(db.tsdb.Head().NumSeries()))) + db.compactionSpace() + blockSegmentSize
+	db.freeBytes = func(string) (uint64, error) { return need, nil }
+	db.now = func() time.Time { return w.end.Add(time.Hour) }
+	err := db.Rollup(context.Background())
+	if !errors.Is(err, errTierSpace) || !errors.Is(db.RollupHealth(), errTierSpace) {
+		t.Fatalf("Rollup with %d bytes free: %v (health %v), want errTierSpace", need, err, db.RollupHealth())
+	}
+	for tr := range NumTiers {
+		if n := len(blockDirs(t, db.cfg.tierDir(tr))); n != 0 || db.tiers[tr].next != 0 {
+			t.Errorf("tier %s: %d blocks and watermark %d after a pass without space, want none", tr, n, db.tiers[tr].next)
+		}
+	}
+	db.freeBytes = func(string) (uint64, error) { return need + 1<<30, nil }
+	rollupAll(t, db, w.end.Add(time.Hour))
+	if n := len(blockDirs(t, db.cfg.tierDir(Tier5m))); n == 0 {
+		t.Error("no 5m block after space returned")
+	}
+}
+
+// blockDirs lists the block directories under dir.
+func blockDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(dir, e.Name(), "meta.json")); err == nil {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }

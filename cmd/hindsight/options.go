@@ -48,6 +48,8 @@ type options struct {
 	storagePath   string
 	retention     time.Duration
 	retentionSize string
+	// tierRetention is --retention-5m and --retention-1h (tsdb.Config.TierRetention).
+	tierRetention [tsdb.NumTiers]time.Duration
 	// blockDuration is the hidden, test-only --storage-block-duration (tsdb.Config.BlockDuration).
 	blockDuration time.Duration
 
@@ -78,6 +80,7 @@ func newOptions() *options {
 		storagePath:         "/var/lib/hindsight",
 		retention:           tsdb.DefaultRetention,
 		retentionSize:       "0",
+		tierRetention:       [tsdb.NumTiers]time.Duration{tsdb.DefaultTierRetention(tsdb.Tier5m), tsdb.DefaultTierRetention(tsdb.Tier1h)},
 		historyMaxPoints:    httpapi.DefaultMaxPoints,
 		historyMaxSeries:    httpapi.DefaultMaxSeries,
 		historyQueryTimeout: httpapi.DefaultQueryTimeout,
@@ -115,6 +118,9 @@ func (o *options) flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.storagePath, "storage-path", o.storagePath, "Directory that holds every sample (Prometheus TSDB) and the object catalog; mount a PersistentVolume here.")
 	fs.DurationVar(&o.retention, "retention", o.retention, "How long samples are kept.")
 	fs.StringVar(&o.retentionSize, "retention-size", o.retentionSize, "Largest size of the stored samples (blocks, WAL and head chunks), as a quantity (e.g. 8Gi); the oldest are deleted first. 0 means no size limit. Set it below the volume's size: a full volume loses history (the current window is still served).")
+	for t := range tsdb.NumTiers {
+		fs.DurationVar(&o.tierRetention[t], "retention-"+t.String(), o.tierRetention[t], fmt.Sprintf("How long the %s rollups (average and maximum CPU and memory per %s of every node, pod and container) are kept; 0 turns the tier off. They are written from the raw samples once those are final, in batches, and answer long ranges fast after the raw samples are gone.", t, t.Resolution()))
+	}
 	fs.DurationVar(&o.blockDuration, "storage-block-duration", o.blockDuration, "Test only: the TSDB's block range (0: Prometheus' 2h), so that head chunk writes and head compactions come within minutes.")
 	_ = fs.MarkHidden("storage-block-duration")
 
@@ -169,6 +175,11 @@ func (o *options) validate() error {
 	} else if need := tsdb.MinRetentionSize(tsdb.DefaultExpectedSeries, o.resolution); size > 0 && size < need {
 		errs = append(errs, fmt.Errorf("--retention-size %s (%d bytes) is less than one day of samples needs: about %d bytes for %d series at --metric-resolution %s, %d bytes per sample; give at least that, or 0 for no size limit",
 			o.retentionSize, size, need, tsdb.DefaultExpectedSeries, o.resolution, tsdb.DiskBytesPerSample))
+	}
+	for t := range tsdb.NumTiers {
+		if o.tierRetention[t] < 0 {
+			errs = append(errs, fmt.Errorf("--retention-%s must not be negative, got %s", t, o.tierRetention[t]))
+		}
 	}
 	if o.historyMaxPoints < 3 {
 		errs = append(errs, fmt.Errorf("--history-max-points must be at least 3 (an aligned grid of a range takes up to two points more than it spans), got %d", o.historyMaxPoints))
@@ -239,7 +250,14 @@ func (o *options) kubeletConfig() scraper.KubeletConfig {
 
 func (o *options) storageConfig() tsdb.Config {
 	size, _ := parseBytes("", o.retentionSize) // validated
-	return tsdb.Config{Dir: o.storagePath, Retention: o.retention, RetentionSize: size, Resolution: o.resolution, BlockDuration: o.blockDuration}
+	cfg := tsdb.Config{Dir: o.storagePath, Retention: o.retention, RetentionSize: size, Resolution: o.resolution, BlockDuration: o.blockDuration}
+	for t, r := range o.tierRetention {
+		cfg.TierRetention[t] = r
+		if r == 0 {
+			cfg.TierRetention[t] = -1 // off
+		}
+	}
+	return cfg
 }
 
 // maxResponseBytes is --history-max-response-bytes in bytes (validated already).

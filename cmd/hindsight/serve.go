@@ -128,6 +128,9 @@ func serve(ctx context.Context, o *options, logOut io.Writer) (err error) {
 			}
 			return nil
 		},
+		rollup: func(ctx context.Context) error {
+			return st.db.RunRollups(ctx, rollupInterval)
+		},
 		serveAPI: func(ctx context.Context) error {
 			if err := srv.Run(ctx); err != nil {
 				return fmt.Errorf("API server: %w", err)
@@ -268,6 +271,7 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 			apiserver.InformationalCheck(checkStorageWritable, st.db.StorageHealth),
 			apiserver.InformationalCheck(checkCatalog, feed.Check),
 			apiserver.InformationalCheck(checkKubeletClocks, scr.CheckClocks),
+			apiserver.InformationalCheck(checkRollups, st.db.RollupHealth),
 		},
 		HealthChecks: []healthz.HealthChecker{apiserver.MetadataInformerSyncCheck(podsSynced)},
 		LivezChecks: []healthz.HealthChecker{
@@ -370,11 +374,18 @@ var prometheusGroupVersion = schema.GroupVersion{Group: "prometheus.hindsight.de
 // still running end with 503 Unavailable.
 const storageCloseDeadline = 20 * time.Second
 
+// rollupInterval is how often the rollup job looks for windows whose raw samples are
+// final; a tier's batch (2h for 5m, 6h for 1h) is written at the first pass after it is.
+const rollupInterval = time.Minute
+
 // components are what runThenClose runs and stops.
 type components struct {
 	// scrape, serveAPI and feed run until their context ends; any of them returning, even
 	// with nil, shuts the others down.
 	scrape, serveAPI, feed func(context.Context) error
+	// rollup, when set, runs the downsampled tiers' rollup job like the scraper: it stops
+	// with it, before the storage closes.
+	rollup func(context.Context) error
 	// closeStorage closes the catalog and the TSDB; it may be called again.
 	closeStorage func() error
 }
@@ -406,6 +417,11 @@ func runThenClose(ctx context.Context, log *slog.Logger, c components, closeDead
 		return done
 	}
 	scraperDone := run("scraper", c.scrape, gctx)
+	rollup := c.rollup
+	if rollup == nil {
+		rollup = func(ctx context.Context) error { <-ctx.Done(); return nil }
+	}
+	rollupDone := run("rollup job", rollup, gctx)
 	apiDone := run("API server", c.serveAPI, gctx)
 	feedDone := run("catalog feed", c.feed, feedCtx)
 
@@ -415,6 +431,7 @@ func runThenClose(ctx context.Context, log *slog.Logger, c components, closeDead
 	deadline := time.NewTimer(closeDeadline)
 	defer deadline.Stop()
 	<-scraperDone
+	<-rollupDone
 	select {
 	case <-apiDone:
 	case <-deadline.C:
@@ -487,4 +504,5 @@ const (
 	checkStorageWritable = "storage-writable"
 	checkCatalog         = "catalog"
 	checkKubeletClocks   = "kubelet-clocks"
+	checkRollups         = "rollups"
 )
