@@ -91,10 +91,13 @@ type RollupField uint8
 // The fields of a window, in the order of their series names.
 const (
 	FieldCPUCovered RollupField = iota // milliseconds covered by CPU intervals
+	FieldCPUCount                      // CPU intervals that end in the window
 	FieldCPUAvg                        // millicores
+	FieldCPUMin                        // millicores
 	FieldCPUMax                        // millicores
 	FieldMemCount                      // working set samples
 	FieldMemAvg                        // KiB
+	FieldMemMin                        // KiB
 	FieldMemMax                        // KiB
 	NumRollupFields
 )
@@ -107,10 +110,13 @@ var rollupFieldDefs = [NumRollupFields]struct {
 	op       string
 }{
 	FieldCPUCovered: {ResourceCPU, "cpu_usage_covered_milliseconds", "sum"},
+	FieldCPUCount:   {ResourceCPU, "cpu_usage_intervals", "count"},
 	FieldCPUAvg:     {ResourceCPU, "cpu_usage_millicores", "avg"},
+	FieldCPUMin:     {ResourceCPU, "cpu_usage_millicores", "min"},
 	FieldCPUMax:     {ResourceCPU, "cpu_usage_millicores", "max"},
 	FieldMemCount:   {ResourceMemory, "memory_working_set_samples", "count"},
 	FieldMemAvg:     {ResourceMemory, "memory_working_set_kibibytes", "avg"},
+	FieldMemMin:     {ResourceMemory, "memory_working_set_kibibytes", "min"},
 	FieldMemMax:     {ResourceMemory, "memory_working_set_kibibytes", "max"},
 }
 
@@ -129,15 +135,18 @@ func RollupSeriesName(o Object, t Tier, f RollupField) string {
 
 // rollupWindow accumulates one window of one object's raw series.
 type rollupWindow struct {
-	cpuSum     float64 // Σ rate × overlap in seconds: core-seconds
-	cpuCovered int64   // ms
-	cpuMax     float64 // cores
-	memSum     float64 // bytes
-	memCount   int
-	memMax     float64 // bytes
+	cpuSum         float64 // Σ rate × overlap in seconds: core-seconds
+	cpuCovered     int64   // ms
+	cpuCount       int     // intervals that end in the window
+	cpuMin, cpuMax float64 // cores
+	memSum         float64 // bytes
+	memCount       int
+	memMin, memMax float64 // bytes
 }
 
-// has reports whether the window has a value of field f.
+// has reports whether the window has a value of field f. A window whose only interval
+// began in it and ends in the next has covered time but no interval ending in it: its count
+// is 0 and stored; an interval ending in a window always covers part of it.
 func (w *rollupWindow) has(f RollupField) bool {
 	if f.Resource() == ResourceCPU {
 		return w.cpuCovered > 0
@@ -152,12 +161,18 @@ func (w *rollupWindow) value(f RollupField) float64 {
 		return float64(w.cpuCovered)
 	case FieldCPUAvg:
 		return math.Round(w.cpuSum / (float64(w.cpuCovered) / 1e3) * 1e3)
+	case FieldCPUCount:
+		return float64(w.cpuCount)
+	case FieldCPUMin:
+		return math.Round(w.cpuMin * 1e3)
 	case FieldCPUMax:
 		return math.Round(w.cpuMax * 1e3)
 	case FieldMemCount:
 		return float64(w.memCount)
 	case FieldMemAvg:
 		return math.Round(w.memSum / float64(w.memCount) / 1024)
+	case FieldMemMin:
+		return math.Round(w.memMin / 1024)
 	case FieldMemMax:
 		return math.Round(w.memMax / 1024)
 	}
@@ -207,7 +222,7 @@ func ceilDiv(a, b int64) int64 {
 func (r *roller) reset(counter bool) {
 	r.counter = counter
 	for i := range r.windows {
-		r.windows[i] = rollupWindow{cpuMax: math.Inf(-1), memMax: math.Inf(-1)}
+		r.windows[i] = rollupWindow{cpuMin: math.Inf(1), cpuMax: math.Inf(-1), memMin: math.Inf(1), memMax: math.Inf(-1)}
 	}
 }
 
@@ -233,6 +248,7 @@ func (r *roller) run(counter bool, next func() (int64, float64, bool)) {
 				w := &r.windows[i]
 				w.memSum += v
 				w.memCount++
+				w.memMin = min(w.memMin, v)
 				w.memMax = max(w.memMax, v)
 			}
 			continue
@@ -248,7 +264,11 @@ func (r *roller) run(counter bool, next func() (int64, float64, bool)) {
 			w := &r.windows[i]
 			w.cpuSum += rate * (float64(overlap) / 1e3)
 			w.cpuCovered += overlap
+			w.cpuMin = min(w.cpuMin, rate)
 			w.cpuMax = max(w.cpuMax, rate)
+		}
+		if i := r.window(t); i >= 0 && i < len(r.windows) {
+			r.windows[i].cpuCount++
 		}
 	}
 }

@@ -220,8 +220,8 @@ func TestRollupEqualsRange(t *testing.T) {
 						agg   Agg
 						scale float64
 					}{
-						{FieldCPUAvg, AggAvg, 1e3}, {FieldCPUMax, AggMax, 1e3},
-						{FieldMemAvg, AggAvg, 1.0 / 1024}, {FieldMemMax, AggMax, 1.0 / 1024}, {FieldMemCount, AggCount, 1},
+						{FieldCPUAvg, AggAvg, 1e3}, {FieldCPUMin, AggMin, 1e3}, {FieldCPUMax, AggMax, 1e3},
+						{FieldMemAvg, AggAvg, 1.0 / 1024}, {FieldMemMin, AggMin, 1.0 / 1024}, {FieldMemMax, AggMax, 1.0 / 1024}, {FieldMemCount, AggCount, 1},
 					} {
 						q.Resource, q.Agg = c.f.Resource(), c.agg
 						got := tierSamples(t, db, o, tr, c.f)
@@ -263,8 +263,8 @@ func TestRollupEqualsRange(t *testing.T) {
 	}
 }
 
-// TestRollupCovered checks the CPU covered milliseconds against intervals counted from the
-// stored raw samples, one window at a time.
+// TestRollupCovered checks the CPU covered milliseconds and interval counts against
+// intervals counted from the stored raw samples, one window at a time.
 func TestRollupCovered(t *testing.T) {
 	t.Parallel()
 	const res = 15 * time.Second
@@ -276,6 +276,7 @@ func TestRollupCovered(t *testing.T) {
 
 	raw := readAll(t, db.Queryable())
 	got := tierSamples(t, db, ObjectContainer, Tier5m, FieldCPUCovered)
+	gotCount := tierSamples(t, db, ObjectContainer, Tier5m, FieldCPUCount)
 	resMs, gapMs := Tier5m.Resolution().Milliseconds(), gapBound(res).Milliseconds()
 	wm := db.tiers[Tier5m].next
 	compared := 0
@@ -285,11 +286,15 @@ func TestRollupCovered(t *testing.T) {
 			continue
 		}
 		id := SeriesID{Node: ls.Get(LabelNode), Namespace: ls.Get(LabelNamespace), Pod: ls.Get(LabelPod), Container: ls.Get(LabelContainer), UID: ls.Get(LabelUID)}
-		want := map[int64]float64{}
+		want, wantCount := map[int64]float64{}, map[int64]float64{}
 		for i := 1; i < len(ss); i++ {
 			p, c := ss[i-1], ss[i]
 			if c.T-p.T > gapMs || c.V < p.V {
 				continue
+			}
+			// The window (s, s+5m] that holds the interval's end.
+			if s := (c.T+resMs-1)/resMs*resMs - resMs; s < wm {
+				wantCount[s]++
 			}
 			for s := p.T / resMs * resMs; s < c.T; s += resMs {
 				if s >= wm {
@@ -304,6 +309,9 @@ func TestRollupCovered(t *testing.T) {
 			compared++
 			if got[id][s] != v {
 				t.Errorf("%v window %s: covered %v ms, want %v", id, time.UnixMilli(s).UTC(), got[id][s], v)
+			}
+			if gotCount[id][s] != wantCount[s] {
+				t.Errorf("%v window %s: %v intervals end in it, want %v", id, time.UnixMilli(s).UTC(), gotCount[id][s], wantCount[s])
 			}
 		}
 		if len(got[id]) != len(want) {
