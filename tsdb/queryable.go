@@ -90,6 +90,20 @@ func (db *DB) querier(mint, maxt int64) (storage.Querier, error) {
 	return db.gatedQuerier(mint, maxt, false)
 }
 
+// tierQuerier returns a gated querier of tier s.
+func (db *DB) tierQuerier(s *tierStore, mint, maxt int64) (storage.Querier, error) {
+	release, err := db.queries.enter()
+	if err != nil {
+		return nil, err
+	}
+	q, err := s.db.Querier(mint, maxt)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return &gatedQuerier{Querier: q, gate: db.queries, release: release}, nil
+}
+
 // gatedQuerier returns a querier of the raw series and, withTiers, of the tiers'.
 func (db *DB) gatedQuerier(mint, maxt int64, withTiers bool) (_ storage.Querier, err error) {
 	release, err := db.queries.enter()

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
@@ -64,6 +61,8 @@ type RangeQuery struct {
 	// points (Count is always set). Percentiles cost a selection over every raw point
 	// of the series, so ask only for what is used.
 	Summary []Agg
+	// Source, when not SourceAuto, forces where every step is read (plan.go).
+	Source Source
 	// NotBefore, when set, is the oldest sample time Range reads: nothing older counts in
 	// a step or the summary, whatever the lookback before Start (a tenant's namespace
 	// incarnation begins there). Steps before the first sample it allows are gaps.
@@ -101,6 +100,9 @@ func (q RangeQuery) Validate() error {
 			errs = append(errs, fmt.Errorf("unknown summary aggregation %q", a))
 		}
 	}
+	if err := q.validSource(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -119,6 +121,8 @@ type RangeSeries struct {
 	Values []float64
 	// Summary aggregates every raw point of the range. Unlike Values, it is not reused.
 	Summary Summary
+	// acc is what Summary was computed from, for a plan of several parts.
+	acc summaryAcc
 }
 
 // maxGapFactor is, in resolutions, the longest interval between two samples over which a
@@ -142,7 +146,8 @@ func rangeLookback(step, resolution time.Duration) time.Duration {
 // Range calls fn with every series that sel picks and that has a raw point in the
 // range or a step value, in label order. fn must not keep the series: its slices are reused. Range stops
 // at fn's first error and returns it; it fails with ErrTooManySeries when more than
-// q.MaxSeries series match, and with ErrClosed when the DB closes meanwhile.
+// q.MaxSeries series match, and with ErrClosed when the DB closes meanwhile. Each step is
+// read from the raw samples or a downsampled tier, as Plan says (plan.go).
 func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*RangeSeries) error) error {
 	if err := q.Validate(); err != nil {
 		return fmt.Errorf("range query: %w", err)
@@ -150,30 +155,26 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 	if q.Agg == (Agg{}) {
 		q.Agg = AggAvg
 	}
+	if SeriesName(sel.Object, q.Resource) == "" {
+		return fmt.Errorf("range query: no %s series of object %s", q.Resource, sel.Object)
+	}
+	parts := db.Plan(q)
+	if len(parts) == 1 && parts[0].Source == SourceRaw {
+		return db.rangeRaw(ctx, sel, q, fn)
+	}
+	return db.rangeParts(ctx, sel, q, parts, fn)
+}
+
+// rangeRaw is Range over the raw samples.
+func (db *DB) rangeRaw(ctx context.Context, sel Selector, q RangeQuery, fn func(*RangeSeries) error) error {
 	name := SeriesName(sel.Object, q.Resource)
 	if name == "" {
 		return fmt.Errorf("range query: no %s series of object %s", q.Resource, sel.Object)
 	}
 	maxGap := gapBound(db.cfg.Resolution)
-	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, metricNameLabel, name)}
-	for _, l := range []struct{ name, value string }{
-		{LabelNode, sel.Node}, {LabelNamespace, sel.Namespace}, {LabelPod, sel.Pod},
-		{LabelContainer, sel.Container}, {LabelUID, sel.UID},
-	} {
-		if l.value != "" {
-			ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.name, l.value))
-		}
-	}
-	if len(sel.UIDs) > 0 {
-		quoted := make([]string, len(sel.UIDs))
-		for i, u := range sel.UIDs {
-			quoted[i] = regexp.QuoteMeta(u)
-		}
-		m, err := labels.NewMatcher(labels.MatchRegexp, LabelUID, strings.Join(quoted, "|"))
-		if err != nil {
-			return fmt.Errorf("range query: uids: %w", err)
-		}
-		ms = append(ms, m)
+	ms, err := selectorMatchers(name, sel)
+	if err != nil {
+		return fmt.Errorf("range query: %w", err)
 	}
 	// The raw points that cover the first step may need a sample from before it, and
 	// those that cover the last step one from after it.
@@ -323,6 +324,7 @@ func (r *ranger) run(ctx context.Context, it chunkenc.Iterator) error {
 	}
 	r.flush()
 	r.series.Summary = r.summary()
+	r.series.acc = summaryAcc{sum: r.allSum, weight: r.allWeight, lo: r.allMin, hi: r.allMax, count: r.count, points: r.all}
 	return nil
 }
 

@@ -435,3 +435,168 @@ func blockDirs(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// rangeAll returns Range's series by object.
+func rangeAll(t *testing.T, db *DB, sel Selector, q RangeQuery) map[SeriesID]RangeSeries {
+	t.Helper()
+	out := map[SeriesID]RangeSeries{}
+	err := db.Range(context.Background(), sel, q, func(rs *RangeSeries) error {
+		c := *rs
+		c.Values = append([]float64(nil), rs.Values...)
+		out[rs.ID] = c
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRangeFromTiers checks the planner and the steps it reads from tiers: a query whose
+// steps are five windows or more reads the covered steps from the coarsest tier that holds
+// them and the rest from the raw samples, in order, and its step values and summary equal
+// the raw query's within the tier's rounding (half a millicore or a KiB per window); a
+// percentile comes from the windows.
+func TestRangeFromTiers(t *testing.T) {
+	t.Parallel()
+	const res = 15 * time.Second
+	start := time.UnixMilli(1_700_000_000_000)
+	w := randomWorkload(11, start, 20*time.Hour, res)
+	db := newTestDB(t, Config{Resolution: res})
+	write(t, db, w.batches...)
+	// Rolled up until 2h before the end: the last steps are read raw, and the 5m tier
+	// (2h batches) goes further than the 1h tier (6h batches).
+	rollupAll(t, db, w.end.Add(-2*time.Hour))
+	_, max5m, _ := db.TierCoverage(Tier5m)
+	_, max1h, _ := db.TierCoverage(Tier1h)
+	if max5m <= max1h {
+		t.Fatalf("the 5m tier ends at %s, the 1h tier at %s: want the 5m one further", time.UnixMilli(max5m).UTC(), time.UnixMilli(max1h).UTC())
+	}
+
+	for _, c := range []struct {
+		name  string
+		step  time.Duration
+		tiers []Source // the sources of the parts, in order
+	}{
+		{"1h steps", time.Hour, []Source{SourceTier5m, SourceRaw}},
+		{"30m steps", 30 * time.Minute, []Source{SourceTier5m, SourceRaw}},
+		{"5h steps", 5 * time.Hour, []Source{SourceTier1h, SourceTier5m, SourceRaw}},
+		{"20m steps: fewer than five windows", 20 * time.Minute, []Source{SourceRaw}},
+		{"7m steps: not whole windows", 7 * time.Minute, []Source{SourceRaw}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q := RangeQuery{
+				Start: start.Truncate(c.step).Add(c.step), End: w.end.Truncate(c.step).Add(c.step), Step: c.step,
+				Summary: []Agg{AggAvg, AggMin, AggMax, AggCount, AggP95},
+			}
+			parts := db.Plan(q)
+			var got []Source
+			for i, p := range parts {
+				got = append(got, p.Source)
+				if i > 0 && p.First != parts[i-1].Last+1 || i == 0 && p.First != 0 {
+					t.Errorf("parts %v do not tile the grid", parts)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.tiers) || parts[len(parts)-1].Last != q.Steps()-1 {
+				t.Fatalf("Plan: parts %v, want sources %v over %d steps", parts, c.tiers, q.Steps())
+			}
+			// Each step from the coarsest tier that qualifies and holds it.
+			for _, p := range parts {
+				for i := p.First; i <= p.Last; i++ {
+					want := SourceRaw
+					for tr := NumTiers - 1; tr < NumTiers; tr-- {
+						mint, maxt, _ := db.TierCoverage(tr)
+						at, res := q.At(i).UnixMilli(), tr.Resolution()
+						if 5*res <= c.step && c.step%res == 0 && mint <= at-c.step.Milliseconds() && at <= maxt {
+							want = tierSource(tr)
+							break
+						}
+					}
+					if p.Source != want {
+						t.Errorf("step %s from %s, want %s", q.At(i).UTC(), p.Source, want)
+					}
+				}
+			}
+			for _, o := range []Object{ObjectNode, ObjectContainer} {
+				for _, r := range []struct {
+					res   Resource
+					agg   Agg
+					tol   float64 // of a step value
+				}{
+					{ResourceCPU, AggAvg, 0.5e-3}, {ResourceCPU, AggMin, 0.5e-3}, {ResourceCPU, AggMax, 0.5e-3},
+					{ResourceMemory, AggAvg, 512}, {ResourceMemory, AggMax, 512}, {ResourceMemory, AggCount, 0},
+				} {
+					q.Resource, q.Agg = r.res, r.agg
+					auto := rangeAll(t, db, Selector{Object: o}, q)
+					rq := q
+					rq.Source = SourceRaw
+					raw := rangeAll(t, db, Selector{Object: o}, rq)
+					if len(auto) != len(raw) || len(raw) == 0 {
+						t.Errorf("%s %s %s: %d series planned, %d raw", o, r.res, r.agg, len(auto), len(raw))
+					}
+					for id, rs := range raw {
+						as := auto[id]
+						for i, v := range rs.Values {
+							if a := as.Values[i]; math.IsNaN(a) != math.IsNaN(v) || math.Abs(a-v) > r.tol {
+								t.Errorf("%s %s %s %v step %s: planned %v, raw %v", o, r.res, r.agg, id, q.At(i).UTC(), a, v)
+							}
+						}
+						// The summary: the same points, from windows.
+						tol := map[Resource]float64{ResourceCPU: 0.5e-3, ResourceMemory: 512}[r.res]
+						if as.Summary.Count != rs.Summary.Count {
+							t.Errorf("%s %s %v summary count: planned %d, raw %d", o, r.res, id, as.Summary.Count, rs.Summary.Count)
+						}
+						for _, a := range []Agg{AggMin, AggMax} {
+							if math.Abs(as.Summary.Get(a)-rs.Summary.Get(a)) > tol {
+								t.Errorf("%s %s %v summary %s: planned %v, raw %v", o, r.res, id, a, as.Summary.Get(a), rs.Summary.Get(a))
+							}
+						}
+						if avg, ravg := as.Summary.Get(AggAvg), rs.Summary.Get(AggAvg); math.Abs(avg-ravg) > max(tol, 1e-3*math.Abs(ravg)) {
+							t.Errorf("%s %s %v summary avg: planned %v, raw %v", o, r.res, id, avg, ravg)
+						}
+						if p := as.Summary.Get(AggP95); !(p >= as.Summary.Get(AggMin)-tol && p <= as.Summary.Get(AggMax)+tol) {
+							t.Errorf("%s %s %v summary p95 %v outside [min, max]", o, r.res, id, p)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRangeForcedSource checks that a forced tier serves every step (gaps where it holds no
+// window) and refuses a grid its windows do not tile.
+func TestRangeForcedSource(t *testing.T) {
+	t.Parallel()
+	const res = 15 * time.Second
+	start := time.UnixMilli(1_700_000_000_000)
+	w := randomWorkload(5, start, 9*time.Hour, res)
+	db := newTestDB(t, Config{Resolution: res})
+	write(t, db, w.batches...)
+	rollupAll(t, db, w.end.Add(time.Hour))
+
+	q := RangeQuery{Start: start.Truncate(time.Hour), End: w.end.Add(2 * time.Hour).Truncate(time.Hour), Step: 10 * time.Minute, Resource: ResourceMemory, Source: SourceTier5m}
+	if p := db.Plan(q); len(p) != 1 || p[0].Source != SourceTier5m {
+		t.Fatalf("Plan with the 5m tier forced: %v", p)
+	}
+	got := rangeAll(t, db, Selector{Object: ObjectNode}, q)
+	rq := q
+	rq.Source = SourceRaw
+	raw := rangeAll(t, db, Selector{Object: ObjectNode}, rq)
+	if len(got) == 0 || len(got) != len(raw) {
+		t.Fatalf("%d series from the forced tier, %d raw", len(got), len(raw))
+	}
+	_, maxt, _ := db.TierCoverage(Tier5m)
+	for id, rs := range got {
+		for i, v := range rs.Values {
+			// A gap where the tier holds no window; else where the raw samples have one.
+			if want := q.At(i).UnixMilli() > maxt || math.IsNaN(raw[id].Values[i]); want != math.IsNaN(v) {
+				t.Errorf("%v step %s: %v, raw %v (the tier holds windows up to %s)", id, q.At(i).UTC(), v, raw[id].Values[i], time.UnixMilli(maxt).UTC())
+			}
+		}
+	}
+	q.Step = 7 * time.Minute
+	if err := db.Range(context.Background(), Selector{Object: ObjectNode}, q, func(*RangeSeries) error { return nil }); err == nil || !strings.Contains(err.Error(), "whole multiples of 5m") {
+		t.Errorf("a 7m step from the 5m tier: %v, want an error naming the windows", err)
+	}
+}
