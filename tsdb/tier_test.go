@@ -519,9 +519,9 @@ func TestRangeFromTiers(t *testing.T) {
 			}
 			for _, o := range []Object{ObjectNode, ObjectContainer} {
 				for _, r := range []struct {
-					res   Resource
-					agg   Agg
-					tol   float64 // of a step value
+					res Resource
+					agg Agg
+					tol float64 // of a step value
 				}{
 					{ResourceCPU, AggAvg, 0.5e-3}, {ResourceCPU, AggMin, 0.5e-3}, {ResourceCPU, AggMax, 0.5e-3},
 					{ResourceMemory, AggAvg, 512}, {ResourceMemory, AggMax, 512}, {ResourceMemory, AggCount, 0},
