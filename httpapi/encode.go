@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hindsight-metrics/hindsight/tsdb"
@@ -32,6 +33,10 @@ type queryJSON struct {
 	Agg         string   `json:"agg"`
 	Summary     []string `json:"summary"`
 	View        string   `json:"view"`
+	// Resolution is what the request asked for: auto (the default), raw, 5m or 1h.
+	Resolution string `json:"resolution"`
+	// Sources says which source served each run of steps: raw samples or a tier.
+	Sources []sourceJSON `json:"sources,omitempty"`
 }
 
 type seriesJSON struct {
@@ -96,6 +101,26 @@ func floatPtr(v float64) *float64 {
 	return &v
 }
 
+// sourceJSON is a run of steps, from the first to the last (inclusive), and where they were
+// read.
+type sourceJSON struct {
+	Source string `json:"source"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+}
+
+// headerSources carries the sources in every format (CSV has no room for them):
+// "5m 2026-01-01T00:00:00Z/2026-01-05T00:00:00Z, raw 2026-01-05T01:00:00Z/...".
+const headerSources = "Hindsight-Sources"
+
+func sourcesHeader(q *query) string {
+	parts := make([]string, len(q.parts))
+	for i, p := range q.parts {
+		parts[i] = p.Source.String() + " " + q.at(p.First).UTC().Format(time.RFC3339) + "/" + q.at(p.Last).UTC().Format(time.RFC3339)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // summaryValue is aggregation a of s, nil when it is NaN (count is never NaN).
 func summaryValue(s tsdb.Summary, a tsdb.Agg) *float64 { return floatPtr(s.Get(a)) }
 
@@ -135,6 +160,12 @@ func toJSON(q *query, res *result) responseJSON {
 	}
 	for _, r := range q.resources {
 		out.Query.Resources = append(out.Query.Resources, r.String())
+	}
+	out.Query.Resolution = q.source.String()
+	for _, p := range q.parts {
+		out.Query.Sources = append(out.Query.Sources, sourceJSON{
+			Source: p.Source.String(), From: q.at(p.First).UTC().Format(time.RFC3339), To: q.at(p.Last).UTC().Format(time.RFC3339),
+		})
 	}
 	for _, a := range q.summary {
 		out.Query.Summary = append(out.Query.Summary, a.String())

@@ -15,7 +15,7 @@ func TestErrors(t *testing.T) {
 	e := newEnv(t, defaultFixture())
 	long := "a=" + strings.Repeat("b", maxParamLen)
 	maxSeries1 := func(c *Config) { c.MaxSeries = 1 }
-	const known = "start, end, step, resource, agg, summary, view, format, labelSelector, by"
+	const known = "start, end, step, resource, agg, summary, view, format, labelSelector, by, resolution"
 	const aggs = "avg, min, max, count, or a percentile pNN or pNN.N (0 < NN < 100, at most 3 decimals: p50, p99.9)"
 	for _, tc := range []struct {
 		name, method, path string

@@ -66,6 +66,10 @@ func FuzzParseQuery(f *testing.F) {
 		{"step=1m\nstep=2m", "", 11000},
 		{"format=xml", "application/json, text/csv", 11000},
 		{"agg=", "", 1},
+		{"start=-30d\nstep=1h\nresolution=5m", "", 11000},
+		{"start=-30d\nstep=7m\nresolution=1h", "", 11000},
+		{"resolution=raw\nresolution=auto", "", 11000},
+		{"resolution=5M", "", 11000},
 	} {
 		f.Add(seed.pairs, seed.accept, seed.maxPoints)
 	}
@@ -110,6 +114,10 @@ func FuzzParseQuery(f *testing.F) {
 		}
 		if !q.start.Equal(alignDown(q.start, q.step)) || !q.at(q.steps()-1).Equal(q.end) {
 			t.Fatalf("grid %s..%s every %s is not aligned", q.start, q.end, q.step)
+		}
+		// A forced tier gets a grid its windows tile, which Range requires.
+		if tr, ok := q.source.Tier(); ok && (q.step%tr.Resolution() != 0 || q.start.UnixMilli()%tr.Resolution().Milliseconds() != 0) {
+			t.Fatalf("resolution %s with step %s from %s", tr, q.step, q.start)
 		}
 		if len(q.resources) == 0 || q.agg.String() == "" || (q.view != viewSeries && q.view != viewSummary) ||
 			(q.format != formatJSON && q.format != formatCSV) || (q.by != "" && q.by != "pod") {

@@ -36,6 +36,8 @@ var GroupVersion = schema.GroupVersion{Group: "history.hindsight.dev", Version: 
 // Samples answers range queries over the stored series. *tsdb.DB implements it.
 type Samples interface {
 	Range(ctx context.Context, sel tsdb.Selector, q tsdb.RangeQuery, fn func(*tsdb.RangeSeries) error) error
+	// Plan returns where each step of q is read: raw samples or a downsampled tier.
+	Plan(q tsdb.RangeQuery) []tsdb.RangePart
 }
 
 // Catalog finds pods and nodes, live or gone. *catalog.Catalog implements it.
@@ -258,6 +260,9 @@ func (h *Handler) query(name string, e endpoint) http.HandlerFunc {
 		if err != nil {
 			writeError(w, h.log, r, err)
 			return
+		}
+		if len(q.parts) > 0 {
+			w.Header().Set(headerSources, sourcesHeader(q))
 		}
 		h.write(w, r, body, contentType)
 	})

@@ -479,6 +479,8 @@ type respJSON struct {
 		Agg              string
 		Summary          []string
 		View             string
+		Resolution       string
+		Sources          []struct{ Source, From, To string }
 	} `json:"query"`
 	Timestamps []string     `json:"timestamps"`
 	Series     []seriesResp `json:"series"`

@@ -149,6 +149,13 @@ func TestOpenAPIDocument(t *testing.T) {
 		paramResource: resources,
 		paramView:     {string(viewSeries), string(viewSummary)},
 		paramFormat:   {string(formatJSON), string(formatCSV)},
+		paramResolution: func() []string {
+			names := []string{tsdb.SourceAuto.String(), tsdb.SourceRaw.String()}
+			for t := range tsdb.NumTiers {
+				names = append(names, t.String())
+			}
+			return names
+		}(),
 	} {
 		if got := byName[name]; !slices.Equal(got, want) {
 			t.Errorf("query parameter %s: enum %v, want %v", name, got, want)

@@ -26,12 +26,13 @@ const (
 	paramFormat        = "format"
 	paramLabelSelector = "labelSelector"
 	paramBy            = "by"
+	paramResolution    = "resolution"
 )
 
 // knownParams are the parameters any endpoint accepts; another one is an error, so that
 // a typo (stat=, lableSelector=) does not silently answer a different question.
 var knownParams = []string{paramStart, paramEnd, paramStep, paramResource, paramAgg, paramSummary,
-	paramView, paramFormat, paramLabelSelector, paramBy}
+	paramView, paramFormat, paramLabelSelector, paramBy, paramResolution}
 
 // defaultRange is the range when start is not given.
 const defaultRange = time.Hour
@@ -81,7 +82,11 @@ type query struct {
 	selector   labels.Selector // nil when none was given
 	by         string          // "" (the object's total) or "pod"
 	notBefore  time.Time       // the oldest sample read; zero: any (a tenant's namespace incarnation)
-	slot       *slot           // the request's query slot, taken by gather
+	source     tsdb.Source     // resolution: auto (the planner), raw or a tier
+	// parts is the plan every Range call of the request follows, made at the first; nil
+	// before it. Guarded by the slot's acquisition (gather makes it before it reads).
+	parts []tsdb.RangePart
+	slot  *slot // the request's query slot, taken by gather
 }
 
 // steps returns the number of steps of the grid.
@@ -136,7 +141,8 @@ func checkParams(v url.Values) error {
 	return nil
 }
 
-// parseGrid reads start, end and step, and aligns the grid to multiples of the step.
+// parseGrid reads start, end, step and resolution, and aligns the grid to multiples of the
+// step.
 func (q *query) parseGrid(v url.Values, now time.Time, lim limits) error {
 	var err error
 	q.end = now
@@ -154,6 +160,18 @@ func (q *query) parseGrid(v url.Values, now time.Time, lim limits) error {
 	if !q.start.Before(q.end) {
 		return paramError(paramStart, "%s is not before end %s", q.start.Format(time.RFC3339), q.end.Format(time.RFC3339))
 	}
+	// A forced tier needs steps of its whole windows; its windows are the shortest default.
+	shortest := lim.resolution
+	if s := v.Get(paramResolution); s != "" {
+		src, ok := tsdb.ParseSource(s)
+		if !ok {
+			return paramError(paramResolution, "unknown resolution %q; known: %s", s, sourceList())
+		}
+		q.source = src
+		if t, ok := src.Tier(); ok {
+			shortest = max(shortest, t.Resolution())
+		}
+	}
 	if s := v.Get(paramStep); s != "" {
 		if q.step, err = querytime.Duration(s); err != nil {
 			return paramError(paramStep, "%v", err)
@@ -168,7 +186,11 @@ func (q *query) parseGrid(v url.Values, now time.Time, lim limits) error {
 			return paramError(paramStep, "%s is not a whole number of seconds", q.step)
 		}
 	} else {
-		q.step = defaultStep(q.end.Sub(q.start), lim.resolution, lim.maxPoints)
+		q.step = defaultStep(q.end.Sub(q.start), shortest, lim.maxPoints)
+	}
+	// The grid is aligned to the step below, so to a tier's windows when they tile it.
+	if t, ok := q.source.Tier(); ok && q.step%t.Resolution() != 0 {
+		return paramError(paramResolution, "the %s tier serves steps that are whole multiples of %s; step is %s", t, t.Resolution(), q.step)
 	}
 	// Align the grid; the checks above bound both ends, so this does not overflow.
 	q.start = alignDown(q.start, q.step)
@@ -181,6 +203,7 @@ func (q *query) parseGrid(v url.Values, now time.Time, lim limits) error {
 }
 
 // parseComputation reads what is computed: resource, agg, summary, labelSelector and by.
+// (resolution, which bounds the step, is read with the grid.)
 func (q *query) parseComputation(v url.Values) error {
 	var err error
 	if s := v.Get(paramResource); s != "" {
@@ -256,6 +279,15 @@ var defaultSummary = []tsdb.Agg{tsdb.AggAvg, tsdb.AggMin, tsdb.AggMax, tsdb.AggP
 
 // defaultResources are the resources when the request names none.
 var defaultResources = []tsdb.Resource{tsdb.ResourceCPU, tsdb.ResourceMemory}
+
+// sourceList names the values of resolution: "auto, raw, 5m, 1h".
+func sourceList() string {
+	names := []string{tsdb.SourceAuto.String(), tsdb.SourceRaw.String()}
+	for t := range tsdb.NumTiers {
+		names = append(names, t.String())
+	}
+	return strings.Join(names, ", ")
+}
 
 // resourceList names the resources the API serves: "cpu, memory, swap".
 func resourceList() string {

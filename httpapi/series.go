@@ -188,11 +188,19 @@ func (h *Handler) gather(ctx context.Context, q *query, sel tsdb.Selector, maxSe
 	if !total {
 		summary = q.summary
 	}
+	base := tsdb.RangeQuery{Start: q.start, End: q.end, Step: q.step, Agg: q.agg, MaxSeries: maxSeries, Summary: summary, NotBefore: q.notBefore, Source: q.source}
+	if q.parts == nil {
+		// One plan for every read of the request, so that its parts agree (a tier may
+		// load a block meanwhile) and the response can say which source served what.
+		q.parts = h.cfg.Samples.Plan(base)
+	}
+	base.Parts = q.parts
 	var mu sync.Mutex
 	g, ctx := errgroup.WithContext(ctx)
 	for ri, res := range q.resources {
 		g.Go(func() error {
-			rq := tsdb.RangeQuery{Start: q.start, End: q.end, Step: q.step, Resource: res, Agg: q.agg, MaxSeries: maxSeries, Summary: summary, NotBefore: q.notBefore}
+			rq := base
+			rq.Resource = res
 			err := h.cfg.Samples.Range(ctx, sel, rq, func(rs *tsdb.RangeSeries) error {
 				mu.Lock()
 				defer mu.Unlock()

@@ -96,6 +96,30 @@ func (q RangeQuery) validSource() error {
 	return nil
 }
 
+// validParts reports a problem with q's given plan: its parts must tile the grid in order,
+// and a tier part's steps must be whole windows of the tier on an aligned grid.
+func (q RangeQuery) validParts() error {
+	if q.Parts == nil {
+		return nil
+	}
+	next := 0
+	for _, p := range q.Parts {
+		if p.First != next || p.Last < p.First || p.Source == SourceAuto {
+			return fmt.Errorf("plan %v does not tile the grid of %d steps", q.Parts, q.Steps())
+		}
+		pq := q.part(p)
+		pq.Source = p.Source
+		if err := pq.validSource(); err != nil {
+			return err
+		}
+		next = p.Last + 1
+	}
+	if next != q.Steps() {
+		return fmt.Errorf("plan %v does not tile the grid of %d steps", q.Parts, q.Steps())
+	}
+	return nil
+}
+
 // Plan returns the parts of q's grid and the source of each (see above): one part for a
 // forced source, as many as the sources change for SourceAuto.
 func (db *DB) Plan(q RangeQuery) []RangePart {

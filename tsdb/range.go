@@ -63,6 +63,9 @@ type RangeQuery struct {
 	Summary []Agg
 	// Source, when not SourceAuto, forces where every step is read (plan.go).
 	Source Source
+	// Parts, when set, is the plan to follow (a Plan of the same query, made once for
+	// several Range calls that must agree); it overrides Source.
+	Parts []RangePart
 	// NotBefore, when set, is the oldest sample time Range reads: nothing older counts in
 	// a step or the summary, whatever the lookback before Start (a tenant's namespace
 	// incarnation begins there). Steps before the first sample it allows are gaps.
@@ -101,6 +104,9 @@ func (q RangeQuery) Validate() error {
 		}
 	}
 	if err := q.validSource(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := q.validParts(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -158,7 +164,10 @@ func (db *DB) Range(ctx context.Context, sel Selector, q RangeQuery, fn func(*Ra
 	if SeriesName(sel.Object, q.Resource) == "" {
 		return fmt.Errorf("range query: no %s series of object %s", q.Resource, sel.Object)
 	}
-	parts := db.Plan(q)
+	parts := q.Parts
+	if parts == nil {
+		parts = db.Plan(q)
+	}
 	if len(parts) == 1 && parts[0].Source == SourceRaw {
 		return db.rangeRaw(ctx, sel, q, fn)
 	}
