@@ -125,12 +125,12 @@ func (db *DB) checkSpace() spaceState {
 	switch c := s.compactable(); {
 	case c && db.space.compactionsOff:
 		db.tsdb.EnableCompactions()
-		db.forTiers(func(s *tierStore) { s.db.EnableCompactions() })
+		db.tierCompactionsOff.Store(false)
 		db.space.compactionsOff = false
 		db.log.Info("Compactions resumed: the disk has room for one", "free", s.free, "needed", s.reserve+s.compaction)
 	case !c && !db.space.compactionsOff:
 		db.tsdb.DisableCompactions()
-		db.forTiers(func(s *tierStore) { s.db.DisableCompactions() })
+		db.tierCompactionsOff.Store(true)
 		db.space.compactionsOff = true
 		db.log.Warn("Compactions paused until the disk has room for one", "free", s.free, "needed", s.reserve+s.compaction)
 	}

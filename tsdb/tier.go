@@ -91,7 +91,7 @@ func (db *DB) openTiers() {
 		if db.cfg.TierRetention[t] < 0 {
 			continue
 		}
-		s, err := openTier(db.cfg, t, db.log)
+		s, err := openTier(db.cfg, t, db.log, db.tierCompactionsOff.Load)
 		if err != nil {
 			db.log.Error("Could not open a downsampled tier; ranges it would serve are read from the raw samples", "tier", t, "err", err)
 			db.rm.errors.WithLabelValues(t.String()).Inc()
@@ -102,14 +102,20 @@ func (db *DB) openTiers() {
 	}
 }
 
-func openTier(cfg Config, t Tier, log *slog.Logger) (*tierStore, error) {
+// openTier opens tier t's TSDB; its compactions skip every block while paused returns true
+// (a short disk: checkSpace).
+func openTier(cfg Config, t Tier, log *slog.Logger, paused func() bool) (*tierStore, error) {
 	s := &tierStore{tier: t, dir: cfg.tierDir(t)}
 	if err := os.MkdirAll(s.dir, 0o777); err != nil {
 		return nil, fmt.Errorf("create %s: %w", s.dir, err)
 	}
 	// The tier's TSDB logs what a head compaction (refresh) does at Info: keep its warnings.
 	tlog := slog.New(warnOnly{log.Handler()}).With("tier", t.String())
-	pdb, err := promtsdb.Open(s.dir, tlog, nil, cfg.tierOptions(t), nil)
+	opts := cfg.tierOptions(t)
+	// Read by the TSDB's own loop when it plans a compaction: an atomic, unlike
+	// DisableCompactions, whose flag that loop also reads without its lock.
+	opts.BlockCompactionExcludeFunc = func(*promtsdb.BlockMeta) bool { return paused() }
+	pdb, err := promtsdb.Open(s.dir, tlog, nil, opts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", s.dir, err)
 	}
@@ -154,15 +160,6 @@ func (s *tierStore) saveWatermark(next int64) error {
 // head is empty (nothing is appended to a tier), so that writes no block.
 func (s *tierStore) refresh() error {
 	return s.db.CompactHead(promtsdb.NewRangeHead(s.db.Head(), 0, -1))
-}
-
-// forTiers calls fn with every open tier.
-func (db *DB) forTiers(fn func(*tierStore)) {
-	for _, s := range db.tiers {
-		if s != nil {
-			fn(s)
-		}
-	}
 }
 
 // closeTiers closes the tiers' TSDBs; call it with no rollup pass running.
@@ -490,6 +487,8 @@ type rollupState struct {
 	rollupMu     sync.Mutex
 	rollupClosed bool
 	rollupErr    atomic.Pointer[error]
+	// tierCompactionsOff pauses the tiers' compactions with the raw TSDB's (checkSpace).
+	tierCompactionsOff atomic.Bool
 }
 
 // warnOnly passes on warnings and errors only.

@@ -214,7 +214,7 @@ func TestRollupEqualsRange(t *testing.T) {
 					t.Errorf("tier %s: watermark %s, want %s (the end of the last batch whose samples are final)", tr, time.UnixMilli(wm).UTC(), time.UnixMilli(want).UTC())
 				}
 				for _, o := range []Object{ObjectNode, ObjectPod, ObjectContainer} {
-					q := RangeQuery{Start: time.UnixMilli(first).Add(d.res), End: time.UnixMilli(wm), Step: d.res}
+					q := RangeQuery{Start: time.UnixMilli(first).Add(d.res), End: time.UnixMilli(wm), Step: d.res, Source: SourceRaw}
 					for _, c := range []struct {
 						f     RollupField
 						agg   Agg
@@ -598,5 +598,47 @@ func TestRangeForcedSource(t *testing.T) {
 	q.Step = 7 * time.Minute
 	if err := db.Range(context.Background(), Selector{Object: ObjectNode}, q, func(*RangeSeries) error { return nil }); err == nil || !strings.Contains(err.Error(), "whole multiples of 5m") {
 		t.Errorf("a 7m step from the 5m tier: %v, want an error naming the windows", err)
+	}
+}
+
+// TestTierCompactionsPause checks that a tier's TSDB compacts its blocks, and none while the
+// disk is short of space (checkSpace pauses the tiers' compactions with the raw TSDB's).
+func TestTierCompactionsPause(t *testing.T) {
+	t.Parallel()
+	const res = 15 * time.Second
+	start := time.UnixMilli(1_700_000_000_000)
+	w := randomWorkload(9, start, 20*time.Hour, res)
+	db := newTestDB(t, Config{Resolution: res})
+	write(t, db, w.batches...)
+	rollupAll(t, db, w.end.Add(time.Hour))
+	tier := db.tiers[Tier5m].db
+	before := len(tier.Blocks())
+	if before < 6 {
+		t.Fatalf("%d blocks of 2h in 20h", before)
+	}
+	samples := func() (n uint64) {
+		for _, b := range tier.Blocks() {
+			n += b.Meta().Stats.NumSamples
+		}
+		return n
+	}
+	want := samples()
+
+	db.tierCompactionsOff.Store(true)
+	if err := tier.Compact(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tier.Blocks()); n != before {
+		t.Errorf("compactions paused: %d blocks, had %d", n, before)
+	}
+	db.tierCompactionsOff.Store(false)
+	if err := tier.Compact(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tier.Blocks()); n >= before {
+		t.Errorf("compactions resumed: %d blocks, had %d", n, before)
+	}
+	if got := samples(); got != want {
+		t.Errorf("%d samples after compaction, %d before", got, want)
 	}
 }
