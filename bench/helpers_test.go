@@ -45,7 +45,7 @@ import (
 // Change fixtureVersion when the generator changes, to stop reusing older stores.
 
 // fixtureVersion is part of every store's key.
-const fixtureVersion = 1
+const fixtureVersion = 2 // 2: the stores hold the downsampled tiers (rolled up after compaction)
 
 // storeEnd is the time of every store's last round, and the handler's "now": relative
 // ranges (start=-7d) then always cover the same samples. It is in the past, so that the
@@ -137,6 +137,10 @@ type buildInfo struct {
 	Blocks       int     `json:"blocks"`
 	PeakRSSBytes int64   `json:"peakRSSBytes"` // of the whole process while it wrote the store
 	BuiltAt      string  `json:"builtAt"`
+	// RollupSeconds is one rollup pass over the whole store (both tiers), after
+	// compaction; TierBytes each tier's directory after it, by tier name.
+	RollupSeconds float64          `json:"rollupSeconds"`
+	TierBytes     map[string]int64 `json:"tierBytes"`
 }
 
 func (bi buildInfo) String() string {
@@ -144,7 +148,8 @@ func (bi buildInfo) String() string {
 		"%d bytes on disk (%.2f B/sample: tsdb %d of which WAL %d, %d blocks; catalog %d), peak RSS while writing %.0f MiB",
 		bi.Samples, bi.WriteSeconds, float64(bi.Samples)/bi.WriteSeconds, bi.SettleSecs, bi.TotalSeconds,
 		bi.Bytes, float64(bi.Bytes)/float64(bi.Samples), bi.TSDBBytes, bi.WALBytes, bi.Blocks, bi.CatalogBytes,
-		float64(bi.PeakRSSBytes)/(1<<20))
+		float64(bi.PeakRSSBytes)/(1<<20)) +
+		fmt.Sprintf("; rollup of both tiers %.1fs (%.3f of the write time), tiers %v bytes", bi.RollupSeconds, bi.RollupSeconds/bi.WriteSeconds, bi.TierBytes)
 }
 
 // fixture is an open store and the history API over it.
@@ -357,6 +362,12 @@ func buildStore(spec storeSpec, dir string) (info buildInfo, err error) {
 		return info, err
 	}
 	info.SettleSecs = time.Since(settleStart).Seconds()
+	// The rollups, in one pass: the store's end is in the past, so every window is final.
+	rollupStart := time.Now()
+	if err := db.Rollup(ctx); err != nil {
+		return info, fmt.Errorf("rollup: %w", err)
+	}
+	info.RollupSeconds = time.Since(rollupStart).Seconds()
 	info.Appended = gauge(reg, "hindsight_storage_appended_samples_total")
 	info.Skipped = gauge(reg, "hindsight_storage_skipped_samples_total")
 	info.Blocks = int(gauge(reg, "prometheus_tsdb_blocks_loaded"))
@@ -375,6 +386,10 @@ func buildStore(spec storeSpec, dir string) (info buildInfo, err error) {
 	}
 	info.TSDBBytes, _ = dirSize(filepath.Join(dir, "tsdb"))
 	info.WALBytes, _ = dirSize(filepath.Join(dir, "tsdb", "wal"))
+	info.TierBytes = map[string]int64{}
+	for t := range tsdb.NumTiers {
+		info.TierBytes[t.String()], _ = dirSize(filepath.Join(dir, "tiers", t.String()))
+	}
 	if st, err := os.Stat(catalogPath(dir)); err == nil {
 		info.CatalogBytes = st.Size()
 	}
@@ -646,6 +661,9 @@ type response struct {
 		StepSeconds float64   `json:"stepSeconds"`
 		Points      int       `json:"points"`
 		Resources   []string  `json:"resources"`
+		Sources     []struct {
+			Source string `json:"source"`
+		} `json:"sources"`
 	} `json:"query"`
 	Series []struct {
 		Object struct {
@@ -835,6 +853,19 @@ func wantSummary(r *response, agg string) error {
 			if v := res.Summary[agg]; v == nil || math.IsNaN(*v) {
 				return fmt.Errorf("series %d (%s %s): no %s of %s", i, s.Object.Kind, s.Object.Name, agg, name)
 			}
+		}
+	}
+	return nil
+}
+
+// wantSources checks that every step was read from source.
+func wantSources(r *response, source string) error {
+	if len(r.Query.Sources) == 0 {
+		return errors.New("no sources in the response")
+	}
+	for _, s := range r.Query.Sources {
+		if s.Source != source {
+			return fmt.Errorf("steps read from %s, want all from %s", s.Source, source)
 		}
 	}
 	return nil

@@ -72,21 +72,29 @@ func BenchmarkHistoryPod7d(b *testing.B) {
 // BenchmarkHistoryNamespaceP95_1000Pods7d summarizes a 1,000-pod namespace over 7 days:
 // the p95 of CPU of every pod (1,000 series, view=summary), and the namespace's total
 // (CPU and memory, p95 of the summed steps).
+//
+// Each runs with resolution=raw (every raw sample, the default for this step) and
+// resolution=5m (the 5m tier's windows: the p95 of 5-minute averages).
 func BenchmarkHistoryNamespaceP95_1000Pods7d(b *testing.B) {
 	spec := ns1000Pods7d
-	b.Run("pods", func(b *testing.B) {
-		f := store(b, spec)
-		measure(b, f, queryCase{
-			target:     "/history/v1/namespaces/" + benchNamespace + "/pods?start=-7d&view=summary&summary=p95&resource=cpu",
-			seriesRead: spec.Pods,
-			check: func(r *response) error {
-				if err := wantSeries(r, spec.Pods); err != nil {
-					return err
-				}
-				return wantSummary(r, "p95")
-			},
+	for _, res := range []string{"raw", "5m"} {
+		b.Run("pods/res="+res, func(b *testing.B) {
+			f := store(b, spec)
+			measure(b, f, queryCase{
+				target:     "/history/v1/namespaces/" + benchNamespace + "/pods?start=-7d&view=summary&summary=p95&resource=cpu&resolution=" + res,
+				seriesRead: spec.Pods,
+				check: func(r *response) error {
+					if err := wantSeries(r, spec.Pods); err != nil {
+						return err
+					}
+					if err := wantSources(r, res); err != nil {
+						return err
+					}
+					return wantSummary(r, "p95")
+				},
+			})
 		})
-	})
+	}
 	b.Run("total", func(b *testing.B) {
 		f := store(b, spec)
 		measure(b, f, queryCase{
@@ -103,18 +111,27 @@ func BenchmarkHistoryNamespaceP95_1000Pods7d(b *testing.B) {
 }
 
 // BenchmarkHistoryClusterSummary30d summarizes the cluster (the sum of its 50 nodes) over
-// 30 days, CPU and memory, every aggregation, at the default step (1h: 721 points).
+// 30 days, CPU and memory, every aggregation, at the default step (1h: 721 points): from
+// the raw samples, from the 5m tier (what resolution=auto picks for 1h steps) and from the
+// 1h tier.
 func BenchmarkHistoryClusterSummary30d(b *testing.B) {
 	spec := cluster30d
-	f := store(b, spec)
-	measure(b, f, queryCase{
-		target:     "/history/v1/cluster?start=-30d&view=summary",
-		seriesRead: spec.Nodes,
-		check: func(r *response) error {
-			if err := wantMembers(r, spec.Nodes); err != nil {
-				return err
-			}
-			return wantSummary(r, "p95")
-		},
-	})
+	for _, res := range []string{"raw", "5m", "1h"} {
+		b.Run("res="+res, func(b *testing.B) {
+			f := store(b, spec)
+			measure(b, f, queryCase{
+				target:     "/history/v1/cluster?start=-30d&view=summary&resolution=" + res,
+				seriesRead: spec.Nodes,
+				check: func(r *response) error {
+					if err := wantMembers(r, spec.Nodes); err != nil {
+						return err
+					}
+					if err := wantSources(r, res); err != nil {
+						return err
+					}
+					return wantSummary(r, "p95")
+				},
+			})
+		})
+	}
 }
