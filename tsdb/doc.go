@@ -27,6 +27,9 @@
 //	                      on Close), one directory per block, lock
 //	<dir>/window.snapshot the current window as Close left it (windowsnap.go); the next
 //	                      Open removes it and uses it when no sample was stored since
+//	<dir>/tiers/5m/, 1h/  the downsampled tiers (tier.go): Prometheus TSDBs of blocks only,
+//	                      each with its own retention
+//	<dir>/tiers/<name>.watermark  the start of the next window the rollup job writes
 //	<dir>/catalog.db      the bbolt catalog of pods and nodes (package tsdb/catalog)
 //	<dir>/damaged/<time>/ damaged TSDB parts Open moved aside (same paths as under tsdb/),
 //	                      kept for inspection, never deleted

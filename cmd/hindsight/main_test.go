@@ -258,3 +258,42 @@ func TestRunThenClose(t *testing.T) {
 		})
 	}
 }
+
+// TestRunThenCloseWaitsForRollups checks that the storage closes only once the rollup job
+// has returned, however long its batch in flight takes, and that the job is asked to stop
+// with the scraper.
+func TestRunThenCloseWaitsForRollups(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const signal, rollupStop = 10 * time.Second, 25 * time.Second
+		start := time.Now()
+		var mu sync.Mutex
+		var events []event
+		record := func(what string) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, event{what, time.Since(start)})
+		}
+		wait := func(ctx context.Context) error { <-ctx.Done(); return nil }
+		ctx, cancel := context.WithTimeout(t.Context(), signal)
+		defer cancel()
+		err := runThenClose(ctx, testlog.New(t), components{
+			scrape: wait, serveAPI: wait, feed: wait,
+			rollup: func(ctx context.Context) error {
+				<-ctx.Done()
+				record("rollup asked to stop")
+				time.Sleep(rollupStop) // a batch in flight
+				record("rollup job stopped")
+				return nil
+			},
+			closeStorage: func() error { record("storage closed"); return nil },
+		}, storageCloseDeadline)
+		if err != nil {
+			t.Errorf("runThenClose = %v", err)
+		}
+		want := []event{{"rollup asked to stop", signal}, {"rollup job stopped", signal + rollupStop}, {"storage closed", signal + rollupStop}}
+		if diff := cmp.Diff(want, events); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+	})
+}
