@@ -51,8 +51,10 @@ type Config struct {
 	Retention time.Duration
 	// RetentionSize caps the bytes of the TSDB: persisted blocks plus the WAL and the head
 	// chunks, as the Prometheus TSDB counts them (the memory snapshot written on Close is
-	// not counted). The oldest blocks are deleted to stay below it. 0 means unlimited; a
-	// size below a day of samples (MinRetentionSize of ExpectedSeries) is refused.
+	// not counted), and of the tiers, which get 15 % (5m) and 5 % (1h) of it while they are
+	// on, the raw samples the rest. The oldest blocks of each are deleted to stay below its
+	// share. 0 means unlimited; a size whose raw share holds less than a day of samples
+	// (MinRetentionSize of ExpectedSeries) is refused.
 	RetentionSize int64
 	// ExpectedSeries is how many series the cluster is expected to have (about 2 per node,
 	// 2 per pod and 3 per container). It is used only to refuse a RetentionSize too small
@@ -95,27 +97,68 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("expected series: must not be negative, got %d", c.ExpectedSeries))
 	}
 	if cc := c.complete(); c.RetentionSize > 0 {
-		if need := MinRetentionSize(cc.ExpectedSeries, cc.Resolution); c.RetentionSize < need {
+		raw := cc.rawSizePercent()
+		if need := sizeFor(rawDay(cc.ExpectedSeries, cc.Resolution), raw); c.RetentionSize < need {
 			errs = append(errs, fmt.Errorf("retention size: %d bytes is less than one day of samples needs, about %d bytes "+
-				"(%d series × %d samples a day at a %s resolution × %d bytes per sample); give at least that, or 0 for no size limit",
-				c.RetentionSize, need, cc.ExpectedSeries, samplesPerDay(cc.Resolution), cc.Resolution, DiskBytesPerSample))
+				"(%d series × %d samples a day at a %s resolution × %d bytes per sample, in the %d%% of the size the raw samples get beside the tiers); give at least that, or 0 for no size limit",
+				c.RetentionSize, need, cc.ExpectedSeries, samplesPerDay(cc.Resolution), cc.Resolution, DiskBytesPerSample, raw))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// MinRetentionSize returns an estimate of the bytes one day of samples of series series,
-// scraped every resolution, takes in persisted blocks: series × (24h / resolution) ×
-// DiskBytesPerSample. Config.Validate refuses a non-zero RetentionSize below it.
+// MinRetentionSize returns the smallest RetentionSize that holds one day of the raw
+// samples of series series, scraped every resolution, beside the tiers' shares: series ×
+// (24h / resolution) × DiskBytesPerSample bytes in persisted blocks, divided by the share
+// of the size the raw samples get while both tiers are on (rawSizePercent). Config.Validate
+// refuses a non-zero RetentionSize below it (below the day itself when the tiers are off).
 func MinRetentionSize(series int, resolution time.Duration) int64 {
+	return sizeFor(rawDay(series, resolution), tiersOnSizePercent)
+}
+
+// rawDay is series × (24h / resolution) × DiskBytesPerSample: one day of raw samples in
+// persisted blocks.
+func rawDay(series int, resolution time.Duration) int64 {
 	if series <= 0 || resolution <= 0 {
 		return 0
 	}
 	perSeries := samplesPerDay(resolution) * DiskBytesPerSample
-	if perSeries > 0 && int64(series) > math.MaxInt64/perSeries {
-		return math.MaxInt64
+	if perSeries > 0 && int64(series) > math.MaxInt64/perSeries/100 {
+		return math.MaxInt64 / 100
 	}
 	return int64(series) * perSeries
+}
+
+// sizeFor returns the RetentionSize whose percent share holds bytes (rounded up).
+func sizeFor(bytes, percent int64) int64 { return ceilDiv(bytes*100, percent) }
+
+// The split of RetentionSize: each tier that is on gets its tierDef.sizePercent (5m 15 %,
+// 1h 5 %), the raw samples the rest: tiersOnSizePercent with both on.
+const tiersOnSizePercent = 80
+
+// rawSizePercent is the percent of RetentionSize the raw samples get.
+func (c Config) rawSizePercent() int64 {
+	p := int64(100)
+	for t := range NumTiers {
+		if c.TierRetention[t] >= 0 {
+			p -= tierDefs[t].sizePercent
+		}
+	}
+	return p
+}
+
+// sizeShares returns the bytes of a completed config's RetentionSize for the raw TSDB and
+// for each tier; 0 (no limit) for all when it is 0.
+func (c Config) sizeShares() (raw int64, tiers [NumTiers]int64) {
+	if c.RetentionSize <= 0 {
+		return 0, tiers
+	}
+	for t := range NumTiers {
+		if c.TierRetention[t] >= 0 {
+			tiers[t] = c.RetentionSize / 100 * tierDefs[t].sizePercent
+		}
+	}
+	return c.RetentionSize / 100 * c.rawSizePercent(), tiers
 }
 
 // samplesPerDay is how many samples one series gets in a day at resolution (> 0).
@@ -143,7 +186,7 @@ func (c Config) promOptions() *promtsdb.Options {
 	// Snappy roughly halves the WAL for a negligible CPU cost.
 	o.WALCompression = compression.Snappy
 	o.RetentionDuration = c.Retention.Milliseconds()
-	o.MaxBytes = c.RetentionSize
+	o.MaxBytes, _ = c.sizeShares()
 	// The default MaxBlockDuration (2h) never compacts blocks, which leaves a month of
 	// retention in 360 blocks. min(31d, retention/10) keeps retention's granularity at a
 	// tenth of it; the TSDB raises it to MinBlockDuration for short retentions.

@@ -46,8 +46,8 @@ const (
 
 // tierDefs describes each tier.
 var tierDefs = [NumTiers]tierDef{
-	Tier5m: {name: "5m", res: 5 * time.Minute, batch: 2 * time.Hour, retention: 90 * 24 * time.Hour},
-	Tier1h: {name: "1h", res: time.Hour, batch: 6 * time.Hour, retention: 400 * 24 * time.Hour},
+	Tier5m: {name: "5m", res: 5 * time.Minute, batch: 2 * time.Hour, retention: 90 * 24 * time.Hour, sizePercent: 15},
+	Tier1h: {name: "1h", res: time.Hour, batch: 6 * time.Hour, retention: 400 * 24 * time.Hour, sizePercent: 5},
 }
 
 type tierDef struct {
@@ -58,6 +58,8 @@ type tierDef struct {
 	batch time.Duration
 	// retention is DefaultTierRetention's.
 	retention time.Duration
+	// sizePercent is the tier's share of Config.RetentionSize (config.go).
+	sizePercent int64
 }
 
 // String returns the tier's name: "5m" or "1h".

@@ -76,6 +76,8 @@ func (c Config) tierOptions(t Tier) *promtsdb.Options {
 	d := tierDefs[t]
 	o := promtsdb.DefaultOptions()
 	o.RetentionDuration = c.TierRetention[t].Milliseconds()
+	_, sizes := c.sizeShares()
+	o.MaxBytes = sizes[t]
 	o.MinBlockDuration = d.batch.Milliseconds()
 	o.MaxBlockDuration = max(d.batch, min(maxBlockDuration, c.TierRetention[t]/10)).Milliseconds()
 	o.WALSegmentSize = -1 // nothing is appended: blocks only

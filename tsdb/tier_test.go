@@ -642,3 +642,30 @@ func TestTierCompactionsPause(t *testing.T) {
 		t.Errorf("%d samples after compaction, %d before", got, want)
 	}
 }
+
+// TestTierOptions checks each tier's TSDB options: its retention, its share of the size,
+// blocks of its batch compacted up to a tenth of its retention, and no WAL.
+func TestTierOptions(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Dir: "d", RetentionSize: 10e9, TierRetention: [NumTiers]time.Duration{0, 30 * 24 * time.Hour}}.complete()
+	for _, c := range []struct {
+		tier                Tier
+		retention, maxBlock time.Duration
+		minBlock            time.Duration
+		maxBytes            int64
+	}{
+		{Tier5m, 90 * 24 * time.Hour, 9 * 24 * time.Hour, 2 * time.Hour, 1.5e9},
+		{Tier1h, 30 * 24 * time.Hour, 72 * time.Hour, 6 * time.Hour, 0.5e9},
+	} {
+		o := cfg.tierOptions(c.tier)
+		if o.RetentionDuration != c.retention.Milliseconds() || o.MaxBlockDuration != c.maxBlock.Milliseconds() ||
+			o.MinBlockDuration != c.minBlock.Milliseconds() || o.MaxBytes != c.maxBytes || o.WALSegmentSize >= 0 {
+			t.Errorf("tier %s: retention %d, blocks %d..%d, max bytes %d, WAL segment %d; want %d, %d..%d, %d, no WAL", c.tier,
+				o.RetentionDuration, o.MinBlockDuration, o.MaxBlockDuration, o.MaxBytes, o.WALSegmentSize,
+				c.retention.Milliseconds(), c.minBlock.Milliseconds(), c.maxBlock.Milliseconds(), c.maxBytes)
+		}
+	}
+	if raw := cfg.promOptions().MaxBytes; raw != 8e9 {
+		t.Errorf("raw max bytes %d, want 8e9", raw)
+	}
+}
