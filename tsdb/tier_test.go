@@ -669,3 +669,39 @@ func TestTierOptions(t *testing.T) {
 		t.Errorf("raw max bytes %d, want 8e9", raw)
 	}
 }
+
+// TestTierOutlivesRaw checks that pods whose raw samples are gone (here deleted; in
+// production, past --retention) keep their history at long steps, from the 5m tier: the
+// same as before the raw samples went.
+func TestTierOutlivesRaw(t *testing.T) {
+	t.Parallel()
+	const res = 15 * time.Second
+	start := time.UnixMilli(1_700_000_000_000)
+	w := randomWorkload(21, start, 8*time.Hour, res)
+	db := newTestDB(t, Config{Resolution: res})
+	write(t, db, w.batches...)
+	rollupAll(t, db, w.end.Add(time.Hour))
+	q := RangeQuery{Start: start.Truncate(time.Hour).Add(time.Hour), End: w.end.Truncate(time.Hour), Step: time.Hour, Resource: ResourceCPU}
+	if p := db.Plan(q); len(p) != 1 || p[0].Source != SourceTier5m {
+		t.Fatalf("plan %v, want the 5m tier for every step", p)
+	}
+	before := rangeAll(t, db, Selector{Object: ObjectContainer}, q)
+	if err := db.tsdb.Delete(context.Background(), math.MinInt64, math.MaxInt64,
+		labels.MustNewMatcher(labels.MatchRegexp, metricNameLabel, ".+")); err != nil {
+		t.Fatal(err)
+	}
+	raw := q
+	raw.Source = SourceRaw
+	if got := rangeAll(t, db, Selector{Object: ObjectContainer}, raw); len(got) != 0 {
+		t.Fatalf("%d series from the deleted raw samples", len(got))
+	}
+	got := rangeAll(t, db, Selector{Object: ObjectContainer}, q)
+	if len(got) == 0 || len(got) != len(before) {
+		t.Fatalf("%d series once the raw samples are gone, %d before", len(got), len(before))
+	}
+	for id, rs := range got {
+		if fmt.Sprint(rs.Values) != fmt.Sprint(before[id].Values) {
+			t.Errorf("%v: %v once the raw samples are gone, %v before", id, rs.Values, before[id].Values)
+		}
+	}
+}
