@@ -183,13 +183,15 @@ func rollupDelay(resolution time.Duration) time.Duration {
 	return resolution + ClockSkewBound(resolution) + gapBound(resolution)
 }
 
-// RunRollups runs a rollup pass every interval until ctx is done; a failed pass is logged
-// and retried at the next.
+// RunRollups runs a rollup pass every interval until ctx is done, each writing at most one
+// batch per tier, so that catching up on a long history (a first start beside 30 days of
+// raw samples, or an outage) takes a share of a core for a while instead of a whole core at
+// once; a failed pass is logged and retried at the next.
 func (db *DB) RunRollups(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := db.Rollup(ctx); err != nil && ctx.Err() == nil {
+		if err := db.rollup(ctx, 1); err != nil && ctx.Err() == nil {
 			db.log.Warn("Rollup pass failed; retrying at the next", "err", err)
 		}
 		select {
@@ -203,7 +205,10 @@ func (db *DB) RunRollups(ctx context.Context, interval time.Duration) error {
 // Rollup writes every batch of windows whose raw samples are final and that no tier holds
 // yet, tier by tier, oldest first. It returns at ctx's end, at Close, or at the first error,
 // which it also reports through RollupHealth; the next pass starts where this one stopped.
-func (db *DB) Rollup(ctx context.Context) error {
+func (db *DB) Rollup(ctx context.Context) error { return db.rollup(ctx, 0) }
+
+// rollup is a pass that writes at most limit batches per tier (0: every one that is final).
+func (db *DB) rollup(ctx context.Context, limit int) error {
 	db.rollupMu.Lock()
 	defer db.rollupMu.Unlock()
 	if db.rollupClosed {
@@ -215,7 +220,7 @@ func (db *DB) Rollup(ctx context.Context) error {
 		if s == nil {
 			continue
 		}
-		if err := db.rollupTier(ctx, s, horizon); err != nil {
+		if err := db.rollupTier(ctx, s, horizon, limit); err != nil {
 			db.rm.errors.WithLabelValues(s.tier.String()).Inc()
 			errs = append(errs, fmt.Errorf("tier %s: %w", s.tier, err))
 		}
@@ -225,8 +230,9 @@ func (db *DB) Rollup(ctx context.Context) error {
 	return err
 }
 
-// rollupTier writes the tier's batches that end before horizon (ms).
-func (db *DB) rollupTier(ctx context.Context, s *tierStore, horizon int64) error {
+// rollupTier writes the tier's batches that end before horizon (ms), at most limit of them
+// when limit > 0.
+func (db *DB) rollupTier(ctx context.Context, s *tierStore, horizon int64, limit int) error {
 	d := tierDefs[s.tier]
 	batch, gap := d.batch.Milliseconds(), gapBound(db.cfg.Resolution).Milliseconds()
 	defer func() {
@@ -238,7 +244,8 @@ func (db *DB) rollupTier(ctx context.Context, s *tierStore, horizon int64) error
 	}
 	// Windows before the oldest raw sample (retention deleted them) have nothing to write.
 	from := max(s.next, oldest/batch*batch)
-	for from+batch+gap <= horizon {
+	written := 0 // batches that held windows: empty ones (an outage) cost next to nothing
+	for from+batch+gap <= horizon && (limit <= 0 || written < limit) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -246,7 +253,7 @@ func (db *DB) rollupTier(ctx context.Context, s *tierStore, horizon int64) error
 			return err
 		}
 		start := time.Now()
-		meta, written, err := db.rollupBatch(ctx, s, from, from+batch)
+		meta, ok, err := db.rollupBatch(ctx, s, from, from+batch)
 		if err != nil {
 			return fmt.Errorf("windows from %s: %w", time.UnixMilli(from).UTC().Format(time.RFC3339), err)
 		}
@@ -254,7 +261,8 @@ func (db *DB) rollupTier(ctx context.Context, s *tierStore, horizon int64) error
 			return err
 		}
 		db.rm.duration.WithLabelValues(s.tier.String()).Observe(time.Since(start).Seconds())
-		if written {
+		if ok {
+			written++
 			if err := s.refresh(); err != nil {
 				return fmt.Errorf("load the new block: %w", err)
 			}

@@ -705,3 +705,40 @@ func TestTierOutlivesRaw(t *testing.T) {
 		}
 	}
 }
+
+// TestRollupPaced checks the pass RunRollups makes: at most one batch that holds windows per
+// tier, however far behind the tier is, the rest at the next passes; empty batches (an
+// outage) do not count.
+func TestRollupPaced(t *testing.T) {
+	t.Parallel()
+	const res = 15 * time.Second
+	start := time.UnixMilli(1_700_000_000_000)
+	w := randomWorkload(13, start, 7*time.Hour, res)
+	db := newTestDB(t, Config{Resolution: res})
+	write(t, db, w.batches...)
+	// Days later: every batch is final, most of them empty.
+	db.now = func() time.Time { return w.end.Add(72 * time.Hour) }
+	batch := tierDefs[Tier5m].batch.Milliseconds()
+	first := start.UnixMilli() / batch * batch
+	for pass := 1; pass <= 4; pass++ {
+		if err := db.rollup(context.Background(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(blockDirs(t, db.cfg.tierDir(Tier5m))), pass; got != want {
+			t.Errorf("after pass %d: %d blocks of the 5m tier, want %d", pass, got, want)
+		}
+		if got, want := db.tiers[Tier5m].next, first+int64(pass)*batch; pass < 4 && got != want {
+			t.Errorf("after pass %d: next window %s, want %s", pass, time.UnixMilli(got).UTC(), time.UnixMilli(want).UTC())
+		}
+	}
+	// The fourth batch held the last windows: the next pass goes through the empty ones.
+	if err := db.rollup(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(blockDirs(t, db.cfg.tierDir(Tier5m))); n != 4 {
+		t.Errorf("%d blocks after a pass over empty batches, want 4", n)
+	}
+	if next, horizon := db.tiers[Tier5m].next, db.now().Add(-rollupDelay(res)-gapBound(res)).UnixMilli(); horizon-next >= batch {
+		t.Errorf("next window %s after the last batch with windows, want within a batch of %s", time.UnixMilli(next).UTC(), time.UnixMilli(horizon).UTC())
+	}
+}
