@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/request"
@@ -139,8 +141,9 @@ type buildInfo struct {
 	BuiltAt      string  `json:"builtAt"`
 	// RollupSeconds is one rollup pass over the whole store (both tiers), after
 	// compaction; TierBytes each tier's directory after it, by tier name.
-	RollupSeconds float64          `json:"rollupSeconds"`
-	TierBytes     map[string]int64 `json:"tierBytes"`
+	RollupSeconds float64            `json:"rollupSeconds"`
+	TierBytes     map[string]int64   `json:"tierBytes"`
+	TierSamples   map[string]float64 `json:"tierSamples"`
 }
 
 func (bi buildInfo) String() string {
@@ -149,7 +152,7 @@ func (bi buildInfo) String() string {
 		bi.Samples, bi.WriteSeconds, float64(bi.Samples)/bi.WriteSeconds, bi.SettleSecs, bi.TotalSeconds,
 		bi.Bytes, float64(bi.Bytes)/float64(bi.Samples), bi.TSDBBytes, bi.WALBytes, bi.Blocks, bi.CatalogBytes,
 		float64(bi.PeakRSSBytes)/(1<<20)) +
-		fmt.Sprintf("; rollup of both tiers %.1fs (%.3f of the write time), tiers %v bytes", bi.RollupSeconds, bi.RollupSeconds/bi.WriteSeconds, bi.TierBytes)
+		fmt.Sprintf("; rollup of both tiers %.1fs (%.3f of the write time), tiers %v bytes, %v samples", bi.RollupSeconds, bi.RollupSeconds/bi.WriteSeconds, bi.TierBytes, bi.TierSamples)
 }
 
 // fixture is an open store and the history API over it.
@@ -386,9 +389,10 @@ func buildStore(spec storeSpec, dir string) (info buildInfo, err error) {
 	}
 	info.TSDBBytes, _ = dirSize(filepath.Join(dir, "tsdb"))
 	info.WALBytes, _ = dirSize(filepath.Join(dir, "tsdb", "wal"))
-	info.TierBytes = map[string]int64{}
+	info.TierBytes, info.TierSamples = map[string]int64{}, map[string]float64{}
 	for t := range tsdb.NumTiers {
 		info.TierBytes[t.String()], _ = dirSize(filepath.Join(dir, "tiers", t.String()))
+		info.TierSamples[t.String()] = gaugeWith(reg, "hindsight_rollup_samples_written_total", "tier", t.String())
 	}
 	if st, err := os.Stat(catalogPath(dir)); err == nil {
 		info.CatalogBytes = st.Size()
@@ -427,7 +431,10 @@ func settleCompaction(reg *prometheus.Registry, spec storeSpec) error {
 }
 
 // gauge returns the sum of the values of the metric family name on reg, 0 when absent.
-func gauge(reg *prometheus.Registry, name string) float64 {
+func gauge(reg *prometheus.Registry, name string) float64 { return gaugeWith(reg, name, "", "") }
+
+// gaugeWith is gauge over the series whose label has value (every series when label is "").
+func gaugeWith(reg *prometheus.Registry, name, label, value string) float64 {
 	mfs, err := reg.Gather()
 	if err != nil {
 		return math.NaN()
@@ -438,6 +445,9 @@ func gauge(reg *prometheus.Registry, name string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if label != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == label && l.GetValue() == value }) {
+				continue
+			}
 			switch {
 			case m.GetGauge() != nil:
 				sum += m.GetGauge().GetValue()
