@@ -83,8 +83,8 @@ type query struct {
 	by         string          // "" (the object's total) or "pod"
 	notBefore  time.Time       // the oldest sample read; zero: any (a tenant's namespace incarnation)
 	source     tsdb.Source     // resolution: auto (the planner), raw or a tier
-	// parts is the plan every Range call of the request follows, made at the first; nil
-	// before it. Guarded by the slot's acquisition (gather makes it before it reads).
+	// parts is the plan every Range call of the request follows, made by its first gather
+	// (a request's gathers run one after another); nil before it.
 	parts []tsdb.RangePart
 	slot  *slot // the request's query slot, taken by gather
 }
