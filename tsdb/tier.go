@@ -190,9 +190,16 @@ func rollupDelay(resolution time.Duration) time.Duration {
 func (db *DB) RunRollups(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	failing := "" // the last failure logged: a full disk fails every pass, logged once
 	for {
-		if err := db.rollup(ctx, 1); err != nil && ctx.Err() == nil {
-			db.log.Warn("Rollup pass failed; retrying at the next", "err", err)
+		switch err := db.rollup(ctx, 1); {
+		case ctx.Err() != nil:
+		case err != nil && err.Error() != failing:
+			failing = err.Error()
+			db.log.Warn("Rollup pass failed; retrying every pass", "interval", interval, "err", err)
+		case err == nil && failing != "":
+			failing = ""
+			db.log.Info("Rollup passes succeed again")
 		}
 		select {
 		case <-ctx.Done():
@@ -298,8 +305,8 @@ func (db *DB) tierSpace() error {
 		return nil // as for appends: an unreadable file system never pauses
 	}
 	series := max(db.cfg.ExpectedSeries, int(db.tsdb.Head().NumSeries()))
-	// A block's own size: ~16 bytes per sample and series overhead, with one chunk
-	// segment preallocated.
+	// The block itself: one chunk segment file preallocated, and far less than 256 bytes
+	// per raw series (a few rollup series of at most 24 windows each, and their index).
 	need := diskReserve(series) + db.compactionSpace() + blockSegmentSize + uint64(series)*256
 	if free < need {
 		return fmt.Errorf("%w: %d bytes free, %d needed", errTierSpace, free, need)
