@@ -136,6 +136,20 @@ func randomWorkload(seed uint64, start time.Time, span, resolution time.Duration
 	return w
 }
 
+// tierStart is when the tier tests' workloads begin, at 15s rounds.
+var tierStart = time.UnixMilli(1_700_000_000_000)
+
+// rolledUp returns a DB holding the random workload of seed over span from tierStart,
+// rolled up with the clock at the workload's end plus after.
+func rolledUp(t *testing.T, seed uint64, span, after time.Duration) (*DB, workload) {
+	t.Helper()
+	w := randomWorkload(seed, tierStart, span, 15*time.Second)
+	db := newTestDB(t, Config{Resolution: 15 * time.Second})
+	write(t, db, w.batches...)
+	rollupAll(t, db, w.end.Add(after))
+	return db, w
+}
+
 // rollupAll runs one rollup pass with the clock at now.
 func rollupAll(t *testing.T, db *DB, now time.Time) {
 	t.Helper()
@@ -268,11 +282,7 @@ func TestRollupEqualsRange(t *testing.T) {
 func TestRollupCovered(t *testing.T) {
 	t.Parallel()
 	const res = 15 * time.Second
-	start := time.UnixMilli(1_700_000_000_000)
-	w := randomWorkload(42, start, 5*time.Hour, res)
-	db := newTestDB(t, Config{Resolution: res})
-	write(t, db, w.batches...)
-	rollupAll(t, db, w.end.Add(time.Hour))
+	db, _ := rolledUp(t, 42, 5*time.Hour, time.Hour)
 
 	raw := readAll(t, db.Queryable())
 	got := tierSamples(t, db, ObjectContainer, Tier5m, FieldCPUCovered)
@@ -459,14 +469,10 @@ func rangeAll(t *testing.T, db *DB, sel Selector, q RangeQuery) map[SeriesID]Ran
 // percentile comes from the windows.
 func TestRangeFromTiers(t *testing.T) {
 	t.Parallel()
-	const res = 15 * time.Second
-	start := time.UnixMilli(1_700_000_000_000)
-	w := randomWorkload(11, start, 20*time.Hour, res)
-	db := newTestDB(t, Config{Resolution: res})
-	write(t, db, w.batches...)
 	// Rolled up until 2h before the end: the last steps are read raw, and the 5m tier
 	// (2h batches) goes further than the 1h tier (6h batches).
-	rollupAll(t, db, w.end.Add(-2*time.Hour))
+	start := tierStart
+	db, w := rolledUp(t, 11, 20*time.Hour, -2*time.Hour)
 	_, max5m, _ := db.TierCoverage(Tier5m)
 	_, max1h, _ := db.TierCoverage(Tier1h)
 	if max5m <= max1h {
@@ -569,11 +575,8 @@ func TestRangeFromTiers(t *testing.T) {
 func TestRangeForcedSource(t *testing.T) {
 	t.Parallel()
 	const res = 15 * time.Second
-	start := time.UnixMilli(1_700_000_000_000)
-	w := randomWorkload(5, start, 9*time.Hour, res)
-	db := newTestDB(t, Config{Resolution: res})
-	write(t, db, w.batches...)
-	rollupAll(t, db, w.end.Add(time.Hour))
+	start := tierStart
+	db, w := rolledUp(t, 5, 9*time.Hour, time.Hour)
 
 	q := RangeQuery{Start: start.Truncate(time.Hour), End: w.end.Add(2 * time.Hour).Truncate(time.Hour), Step: 10 * time.Minute, Resource: ResourceMemory, Source: SourceTier5m}
 	if p := db.Plan(q); len(p) != 1 || p[0].Source != SourceTier5m {
@@ -605,12 +608,7 @@ func TestRangeForcedSource(t *testing.T) {
 // disk is short of space (checkSpace pauses the tiers' compactions with the raw TSDB's).
 func TestTierCompactionsPause(t *testing.T) {
 	t.Parallel()
-	const res = 15 * time.Second
-	start := time.UnixMilli(1_700_000_000_000)
-	w := randomWorkload(9, start, 20*time.Hour, res)
-	db := newTestDB(t, Config{Resolution: res})
-	write(t, db, w.batches...)
-	rollupAll(t, db, w.end.Add(time.Hour))
+	db, _ := rolledUp(t, 9, 20*time.Hour, time.Hour)
 	tier := db.tiers[Tier5m].db
 	before := len(tier.Blocks())
 	if before < 6 {
@@ -676,11 +674,8 @@ func TestTierOptions(t *testing.T) {
 func TestTierOutlivesRaw(t *testing.T) {
 	t.Parallel()
 	const res = 15 * time.Second
-	start := time.UnixMilli(1_700_000_000_000)
-	w := randomWorkload(21, start, 8*time.Hour, res)
-	db := newTestDB(t, Config{Resolution: res})
-	write(t, db, w.batches...)
-	rollupAll(t, db, w.end.Add(time.Hour))
+	start := tierStart
+	db, w := rolledUp(t, 21, 8*time.Hour, time.Hour)
 	q := RangeQuery{Start: start.Truncate(time.Hour).Add(time.Hour), End: w.end.Truncate(time.Hour), Step: time.Hour, Resource: ResourceCPU}
 	if p := db.Plan(q); len(p) != 1 || p[0].Source != SourceTier5m {
 		t.Fatalf("plan %v, want the 5m tier for every step", p)

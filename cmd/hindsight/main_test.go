@@ -178,14 +178,8 @@ func TestRunThenClose(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				start := time.Now()
 				var mu sync.Mutex
-				var events []event
-				record := func(what string) {
-					mu.Lock()
-					defer mu.Unlock()
-					events = append(events, event{what, time.Since(start)})
-				}
+				record, events := recorder(&mu)
 				var closed bool
 				scrape := func(ctx context.Context) error {
 					defer record("scraper stopped")
@@ -251,7 +245,7 @@ func TestRunThenClose(t *testing.T) {
 						t.Errorf("runThenClose = %v, want it to wrap %v", err, want)
 					}
 				}
-				if diff := cmp.Diff(tc.want, events); diff != "" {
+				if diff := cmp.Diff(tc.want, events()); diff != "" {
 					t.Errorf("events (-want +got):\n%s", diff)
 				}
 			})
@@ -266,14 +260,8 @@ func TestRunThenCloseWaitsForRollups(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const signal, rollupStop = 10 * time.Second, 25 * time.Second
-		start := time.Now()
 		var mu sync.Mutex
-		var events []event
-		record := func(what string) {
-			mu.Lock()
-			defer mu.Unlock()
-			events = append(events, event{what, time.Since(start)})
-		}
+		record, events := recorder(&mu)
 		wait := func(ctx context.Context) error { <-ctx.Done(); return nil }
 		ctx, cancel := context.WithTimeout(t.Context(), signal)
 		defer cancel()
@@ -292,8 +280,26 @@ func TestRunThenCloseWaitsForRollups(t *testing.T) {
 			t.Errorf("runThenClose = %v", err)
 		}
 		want := []event{{"rollup asked to stop", signal}, {"rollup job stopped", signal + rollupStop}, {"storage closed", signal + rollupStop}}
-		if diff := cmp.Diff(want, events); diff != "" {
+		if diff := cmp.Diff(want, events()); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// recorder returns a function that records an event at the time since now, under mu, and
+// one that returns the events so far.
+func recorder(mu *sync.Mutex) (record func(what string), events func() []event) {
+	start := time.Now()
+	var evs []event
+	record = func(what string) {
+		mu.Lock()
+		defer mu.Unlock()
+		evs = append(evs, event{what, time.Since(start)})
+	}
+	events = func() []event {
+		mu.Lock()
+		defer mu.Unlock()
+		return evs
+	}
+	return record, events
 }
