@@ -210,7 +210,7 @@ func TestRollupEqualsRange(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
 			const res = 15 * time.Second
-			start := time.UnixMilli(1_700_000_000_000).Add(time.Duration(seed) * 7 * time.Minute)
+			start := tierStart.Add(time.Duration(seed) * 7 * time.Minute)
 			w := randomWorkload(seed, start, 13*time.Hour, res)
 			db := newTestDB(t, Config{Resolution: res})
 			write(t, db, w.batches...)
@@ -339,7 +339,7 @@ func TestRollupCovered(t *testing.T) {
 func TestRollupResumes(t *testing.T) {
 	t.Parallel()
 	const res = 15 * time.Second
-	start := time.UnixMilli(1_700_000_000_000)
+	start := tierStart
 	w := randomWorkload(7, start, 15*time.Hour, res)
 
 	once := newTestDB(t, Config{Resolution: res})
@@ -407,7 +407,7 @@ func TestRollupResumes(t *testing.T) {
 func TestRollupNeedsSpace(t *testing.T) {
 	t.Parallel()
 	const res = 15 * time.Second
-	start := time.UnixMilli(1_700_000_000_000)
+	start := tierStart
 	w := randomWorkload(3, start, 5*time.Hour, res)
 	db := newTestDB(t, Config{Resolution: res})
 	write(t, db, w.batches...)
@@ -707,7 +707,7 @@ func TestTierOutlivesRaw(t *testing.T) {
 func TestRollupPaced(t *testing.T) {
 	t.Parallel()
 	const res = 15 * time.Second
-	start := time.UnixMilli(1_700_000_000_000)
+	start := tierStart
 	w := randomWorkload(13, start, 7*time.Hour, res)
 	db := newTestDB(t, Config{Resolution: res})
 	write(t, db, w.batches...)
