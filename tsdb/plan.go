@@ -266,19 +266,50 @@ func (a *summaryAcc) summary(aggs []Agg) Summary {
 	return summaryOf(aggs, a.count, avg, a.lo, a.hi, a.points)
 }
 
-// tierFields are the fields a range query reads from a tier, per resource.
-var tierFields = [NumResources][]RollupField{
-	ResourceCPU:    {FieldCPUCovered, FieldCPUCount, FieldCPUAvg, FieldCPUMin, FieldCPUMax},
-	ResourceMemory: {FieldMemCount, FieldMemAvg, FieldMemMin, FieldMemMax},
+// tierRoles names the fields of a resource that play each part in a range query, and the
+// units: a value times unit is in the resource's unit, a weight times weightUnit in the
+// raw points' (seconds for CPU, samples for memory).
+type tierRoles struct {
+	weight, count, avg, min, max RollupField
+	unit, weightUnit             float64
+}
+
+var tierRolesOf = [NumResources]*tierRoles{
+	ResourceCPU:    {FieldCPUCovered, FieldCPUCount, FieldCPUAvg, FieldCPUMin, FieldCPUMax, 1e-3, 1e-3},
+	ResourceMemory: {FieldMemCount, FieldMemCount, FieldMemAvg, FieldMemMin, FieldMemMax, 1024, 1},
+}
+
+// fields returns the fields q needs: the average (which every window with a value has) and
+// the count (Summary.Count is always set), the weight for an average, min and max when
+// asked for. A percentile reads the averages.
+func (r *tierRoles) fields(q RangeQuery) []RollupField {
+	fs := []RollupField{r.avg, r.count}
+	add := func(f RollupField) {
+		if !slices.Contains(fs, f) {
+			fs = append(fs, f)
+		}
+	}
+	for _, a := range append([]Agg{q.Agg}, q.Summary...) {
+		switch a {
+		case AggAvg, Agg{}:
+			add(r.weight)
+		case AggMin:
+			add(r.min)
+		case AggMax:
+			add(r.max)
+		}
+	}
+	return fs
 }
 
 // rangeTier computes q's steps and summary points from tier t's windows, one series per
 // object that sel picks and that has a window in the range.
 func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier, fn func(*RangeSeries) error) error {
-	fields := tierFields[q.Resource]
-	if len(fields) == 0 {
+	roles := tierRolesOf[q.Resource]
+	if roles == nil {
 		return fmt.Errorf("range query: the %s tier keeps no %s", t, q.Resource)
 	}
+	fields := roles.fields(q)
 	s := db.tiers[t]
 	if s == nil {
 		return fmt.Errorf("range query: the %s tier is off", t)
@@ -302,9 +333,9 @@ func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier,
 	}
 	j := newJoin(sets)
 	n := int((last-first)/res) + 1
-	win := make([][]float64, len(fields)) // field → window → value (NaN: none)
-	for i := range win {
-		win[i] = make([]float64, n)
+	var win [NumRollupFields][]float64 // field → window → value (NaN: none; nil: not read)
+	for _, f := range fields {
+		win[f] = make([]float64, n)
 	}
 	rs := RangeSeries{Values: make([]float64, q.Steps())}
 	var it chunkenc.Iterator
@@ -316,20 +347,21 @@ func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier,
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("range query: %w", err)
 		}
-		for i := range win {
-			for k := range win[i] {
-				win[i][k] = math.NaN()
+		for _, f := range fields {
+			for k := range win[f] {
+				win[f][k] = math.NaN()
 			}
 		}
 		for i, h := range heads {
 			if h == nil {
 				continue
 			}
+			w := win[fields[i]]
 			it = h.Iterator(it)
 			for it.Next() == chunkenc.ValFloat {
 				ts, v := it.At()
 				if k := (ts - first) / res; ts >= first && ts <= last && (ts-first)%res == 0 {
-					win[i][k] = v
+					w[k] = v
 				}
 			}
 			if err := it.Err(); err != nil {
@@ -337,7 +369,7 @@ func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier,
 			}
 		}
 		rs.ID = id
-		if !tierSteps(q, first, res, win, &rs) {
+		if !tierSteps(q, roles, first, res, &win, &rs) {
 			continue
 		}
 		if err := fn(&rs); err != nil {
@@ -350,15 +382,16 @@ func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier,
 	return nil
 }
 
-// tierSteps fills rs's step values and summary points from one object's windows (win,
-// indexed as tierFields of q.Resource, starting at first, res apart); false when no window
-// has a value.
-func tierSteps(q RangeQuery, first, res int64, win [][]float64, rs *RangeSeries) bool {
-	cpu := q.Resource == ResourceCPU
-	// The indexes of the fields in win, and the unit of the values.
-	weightF, countF, avgF, minF, maxF, unit := 0, 1, 2, 3, 4, 1e-3 // CPU: millicores, ms
-	if !cpu {
-		weightF, countF, avgF, minF, maxF, unit = 0, 0, 1, 2, 3, 1024 // memory: KiB, samples
+// tierSteps fills rs's step values and summary points from one object's windows (win, by
+// field, the fields q needs read, starting at first, res apart); false when no window has a
+// value.
+func tierSteps(q RangeQuery, roles *tierRoles, first, res int64, win *[NumRollupFields][]float64, rs *RangeSeries) bool {
+	// A field not read (min or max when not asked for) is the average: never used.
+	at := func(f RollupField, k int, avg float64) float64 {
+		if win[f] == nil {
+			return avg
+		}
+		return win[f][k]
 	}
 	quantile, isQuantile := q.Agg.Quantile()
 	startMs, stepMs, lastMs := q.Start.UnixMilli(), q.Step.Milliseconds(), q.At(q.Steps()-1).UnixMilli()
@@ -393,19 +426,15 @@ func tierSteps(q RangeQuery, first, res int64, win [][]float64, rs *RangeSeries)
 	for i := range rs.Values {
 		rs.Values[i] = math.NaN()
 	}
-	for k := range win[avgF] {
-		avg := win[avgF][k]
+	for k, avg := range win[roles.avg] {
 		if math.IsNaN(avg) {
 			continue
 		}
 		found = true
 		end := first + int64(k)*res + res
-		w := win[weightF][k]
-		if cpu {
-			w /= 1e3 // seconds, the raw points' weight
-		}
-		c := int(win[countF][k])
-		v, lo, hi := avg*unit, win[minF][k]*unit, win[maxF][k]*unit
+		w := at(roles.weight, k, 1) * roles.weightUnit
+		c := int(win[roles.count][k])
+		v, lo, hi := avg*roles.unit, at(roles.min, k, avg)*roles.unit, at(roles.max, k, avg)*roles.unit
 		// The step whose (t-Step, t] holds the window's end; the grid is aligned, so it
 		// holds the whole window.
 		d := end - startMs

@@ -737,3 +737,30 @@ func TestRollupPaced(t *testing.T) {
 		t.Errorf("next window %s after the last batch with windows, want within a batch of %s", time.UnixMilli(next).UTC(), time.UnixMilli(horizon).UTC())
 	}
 }
+
+// TestTierReadsWhatIsAsked checks that a query from a tier that asks for fewer aggregations
+// (so reads fewer of the tier's series) gets the same values for those it asks for.
+func TestTierReadsWhatIsAsked(t *testing.T) {
+	t.Parallel()
+	db, w := rolledUp(t, 17, 10*time.Hour, time.Hour)
+	all := []Agg{AggAvg, AggMin, AggMax, AggCount, AggP95}
+	for _, res := range []Resource{ResourceCPU, ResourceMemory} {
+		for _, agg := range all {
+			q := RangeQuery{Start: tierStart.Truncate(time.Hour).Add(time.Hour), End: w.end.Truncate(time.Hour), Step: time.Hour,
+				Resource: res, Agg: agg, Source: SourceTier5m}
+			few := q
+			few.Summary = []Agg{agg}
+			q.Summary = all
+			full, part := rangeAll(t, db, Selector{Object: ObjectPod}, q), rangeAll(t, db, Selector{Object: ObjectPod}, few)
+			if len(full) == 0 || len(full) != len(part) {
+				t.Fatalf("%s %s: %d series asking for every aggregation, %d asking for one", res, agg, len(full), len(part))
+			}
+			for id, rs := range full {
+				p := part[id]
+				if fmt.Sprint(rs.Values) != fmt.Sprint(p.Values) || rs.Summary.Get(agg) != p.Summary.Get(agg) && !(math.IsNaN(rs.Summary.Get(agg)) && math.IsNaN(p.Summary.Get(agg))) {
+					t.Errorf("%s %s %v: %v (summary %v) asking for one aggregation, %v (%v) for all", res, agg, id, p.Values, p.Summary.Get(agg), rs.Values, rs.Summary.Get(agg))
+				}
+			}
+		}
+	}
+}
