@@ -31,6 +31,10 @@ var (
 	// days so that nothing of the month is deleted: 21 million samples.
 	cluster30d = storeSpec{Name: "cluster30d", Nodes: 50, Pods: 10, Rounds: int(month / res), Resolution: res,
 		Retention: 40 * 24 * time.Hour}
+	// ns100Pods90d: 100 pods of namespace ns on 10 nodes, 90 days (518,400 rounds), with a
+	// retention of 100 days: 114 million samples.
+	ns100Pods90d = storeSpec{Name: "ns100pods90d", Nodes: 10, Pods: 100, Rounds: int(90 * 24 * time.Hour / res), Resolution: res,
+		Retention: 100 * 24 * time.Hour}
 )
 
 // BenchmarkHistoryPod7d reads one pod over 7 days, CPU and memory, at the default step
@@ -130,6 +134,35 @@ func BenchmarkHistoryClusterSummary30d(b *testing.B) {
 						return err
 					}
 					return wantSummary(r, "p95")
+				},
+			})
+		})
+	}
+}
+
+// BenchmarkHistoryNamespaceChart90d charts a 100-pod namespace over 90 days, CPU and memory,
+// at the default step (3h: 721 points), as a dashboard's 90-day panel asks: from the raw
+// samples, and as resolution=auto reads it (the 5m tier: 3h steps are too short for the 1h
+// tier's five windows).
+func BenchmarkHistoryNamespaceChart90d(b *testing.B) {
+	spec := ns100Pods90d
+	for _, res := range []string{"raw", "auto"} {
+		b.Run("res="+res, func(b *testing.B) {
+			f := store(b, spec)
+			measure(b, f, queryCase{
+				target:     "/history/v1/namespaces/" + benchNamespace + "?start=-90d&resolution=" + res,
+				seriesRead: spec.Pods,
+				check: func(r *response) error {
+					if err := wantMembers(r, spec.Pods); err != nil {
+						return err
+					}
+					if err := wantValues(r); err != nil {
+						return err
+					}
+					if res == "raw" {
+						return wantSources(r, "raw")
+					}
+					return wantSources(r, "5m")
 				},
 			})
 		})
