@@ -31,8 +31,11 @@ import (
 // tilt an average.
 //
 // Every tier is computed from the raw series, not from a finer tier, so that its avg is the
-// raw computation rounded once; reading the raw series again costs about 1 % of the scrape
-// loop's CPU (BenchmarkRollup).
+// raw computation rounded once. That reads the raw samples again for each tier: a 5m batch
+// of 100 nodes × 30 pods took 0.80–0.84 s per hour of raw data (BenchmarkRollup, 0.14 s
+// per million raw samples), so both tiers at 1,000 nodes take about 16 s an hour, some 3 %
+// of the scrape loop's CPU there (2.2 s a round). A pass reads each raw series once per
+// field it writes (four or five); one read per resource would take that down.
 
 // Tier identifies a downsampled tier.
 type Tier uint8
