@@ -50,14 +50,16 @@ const (
 // tierDefs describes each tier.
 var tierDefs = [NumTiers]tierDef{
 	Tier5m: {name: "5m", res: 5 * time.Minute, batch: 2 * time.Hour, retention: 90 * 24 * time.Hour, sizePercent: 15},
-	Tier1h: {name: "1h", res: time.Hour, batch: 6 * time.Hour, retention: 400 * 24 * time.Hour, sizePercent: 5},
+	Tier1h: {name: "1h", res: time.Hour, batch: 24 * time.Hour, retention: 400 * 24 * time.Hour, sizePercent: 5},
 }
 
 type tierDef struct {
 	name string        // in series names, directories and the read APIs' resolution parameter
 	res  time.Duration // the window
 	// batch is the span of windows one rollup pass writes as one block; a multiple of res,
-	// at most maxChunkSamples windows.
+	// at most maxChunkSamples windows. Compactions merge blocks but keep their chunks, so a
+	// batch of 24 windows makes chunks of 24 samples for good (a 6h batch of the 1h tier
+	// took 10 bytes per sample, its 24h batch takes ~3).
 	batch time.Duration
 	// retention is DefaultTierRetention's.
 	retention time.Duration

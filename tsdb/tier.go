@@ -249,8 +249,16 @@ func (db *DB) rollupTier(ctx context.Context, s *tierStore, horizon int64, limit
 	if !ok {
 		return nil
 	}
-	// Windows before the oldest raw sample (retention deleted them) have nothing to write.
+	// Windows before the oldest raw sample (retention deleted them) have nothing to write,
+	// nor do those after the newest (an outage): no sample can still come before the
+	// horizon, so the watermark moves past them at once.
 	from := max(s.next, oldest/batch*batch)
+	if last := (horizon - gap) / batch * batch; from < last && db.newestRaw()+gap < from {
+		if err := s.saveWatermark(last); err != nil {
+			return err
+		}
+		from = last
+	}
 	written := 0 // batches that held windows: empty ones (an outage) cost next to nothing
 	for from+batch+gap <= horizon && (limit <= 0 || written < limit) {
 		if err := ctx.Err(); err != nil {
@@ -291,6 +299,15 @@ func (db *DB) oldestRaw() (int64, bool) {
 		return 0, false
 	}
 	return h.MinTime(), true
+}
+
+// newestRaw returns the time of the newest raw sample the TSDB may hold.
+func (db *DB) newestRaw() int64 {
+	newest := db.tsdb.Head().MaxTime() // math.MinInt64 when the head is empty
+	if blocks := db.tsdb.Blocks(); len(blocks) > 0 {
+		newest = max(newest, blocks[len(blocks)-1].Meta().MaxTime-1)
+	}
+	return newest
 }
 
 // errTierSpace is the rollup's error while the disk has no room for a tier block above what

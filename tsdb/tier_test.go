@@ -469,10 +469,10 @@ func rangeAll(t *testing.T, db *DB, sel Selector, q RangeQuery) map[SeriesID]Ran
 // percentile comes from the windows.
 func TestRangeFromTiers(t *testing.T) {
 	t.Parallel()
-	// Rolled up until 2h before the end: the last steps are read raw, and the 5m tier
-	// (2h batches) goes further than the 1h tier (6h batches).
+	// Rolled up at the end: the last steps are read raw, and the 5m tier (2h batches)
+	// goes further than the 1h tier (24h batches): to 06:00 against 00:00 of the last day.
 	start := tierStart
-	db, w := rolledUp(t, 11, 20*time.Hour, -2*time.Hour)
+	db, w := rolledUp(t, 11, 56*time.Hour, 0)
 	_, max5m, _ := db.TierCoverage(Tier5m)
 	_, max1h, _ := db.TierCoverage(Tier1h)
 	if max5m <= max1h {
@@ -486,6 +486,7 @@ func TestRangeFromTiers(t *testing.T) {
 	}{
 		{"1h steps", time.Hour, []Source{SourceTier5m, SourceRaw}},
 		{"30m steps", 30 * time.Minute, []Source{SourceTier5m, SourceRaw}},
+		{"6h steps", 6 * time.Hour, []Source{SourceTier1h, SourceTier5m, SourceRaw}},
 		{"5h steps", 5 * time.Hour, []Source{SourceTier1h, SourceTier5m, SourceRaw}},
 		{"20m steps: fewer than five windows", 20 * time.Minute, []Source{SourceRaw}},
 		{"7m steps: not whole windows", 7 * time.Minute, []Source{SourceRaw}},
@@ -653,7 +654,7 @@ func TestTierOptions(t *testing.T) {
 		maxBytes            int64
 	}{
 		{Tier5m, 90 * 24 * time.Hour, 9 * 24 * time.Hour, 2 * time.Hour, 1.5e9},
-		{Tier1h, 30 * 24 * time.Hour, 72 * time.Hour, 6 * time.Hour, 0.5e9},
+		{Tier1h, 30 * 24 * time.Hour, 72 * time.Hour, 24 * time.Hour, 0.5e9},
 	} {
 		o := cfg.tierOptions(c.tier)
 		if o.RetentionDuration != c.retention.Milliseconds() || o.MaxBlockDuration != c.maxBlock.Milliseconds() ||
