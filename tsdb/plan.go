@@ -3,6 +3,7 @@ package tsdb
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -279,15 +280,18 @@ var tierRolesOf = [NumResources]*tierRoles{
 	ResourceMemory: {FieldMemCount, FieldMemCount, FieldMemAvg, FieldMemMin, FieldMemMax, 1024, 1},
 }
 
-// fields returns the fields q needs: the average (which every window with a value has) and
-// the count (Summary.Count is always set), the weight for an average, min and max when
-// asked for. A percentile reads the averages.
+// fields returns the fields q needs, the average first (every window with a value has
+// one): the weight for an average, min and max when asked for, the count for agg=count or
+// a summary (whose Count is always set). A percentile reads the averages.
 func (r *tierRoles) fields(q RangeQuery) []RollupField {
-	fs := []RollupField{r.avg, r.count}
+	fs := []RollupField{r.avg}
 	add := func(f RollupField) {
 		if !slices.Contains(fs, f) {
 			fs = append(fs, f)
 		}
+	}
+	if len(q.Summary) > 0 || q.Agg == AggCount {
+		add(r.count)
 	}
 	for _, a := range append([]Agg{q.Agg}, q.Summary...) {
 		switch a {
@@ -302,18 +306,23 @@ func (r *tierRoles) fields(q RangeQuery) []RollupField {
 	return fs
 }
 
+// errTierOutOfStep is rangeTier's error when the fields of one object's windows do not
+// line up (every field of a window is written together, so only damage does that).
+var errTierOutOfStep = errors.New("a tier's series of one object do not hold the same windows")
+
 // rangeTier computes q's steps and summary points from tier t's windows, one series per
-// object that sel picks and that has a window in the range.
+// object that sel picks and that has a window in the range. It reads the fields q needs
+// in step, window by window: they hold the same windows.
 func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier, fn func(*RangeSeries) error) error {
 	roles := tierRolesOf[q.Resource]
 	if roles == nil {
 		return fmt.Errorf("range query: the %s tier keeps no %s", t, q.Resource)
 	}
-	fields := roles.fields(q)
 	s := db.tiers[t]
 	if s == nil {
 		return fmt.Errorf("range query: the %s tier is off", t)
 	}
+	fields := roles.fields(q)
 	res, step := t.Resolution().Milliseconds(), q.Step.Milliseconds()
 	// The windows of the steps: their starts from Start-Step to End-res.
 	first, last := q.Start.UnixMilli()-step, q.At(q.Steps()-1).UnixMilli()-res
@@ -332,13 +341,8 @@ func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier,
 		sets[i] = querier.Select(ctx, true, &storage.SelectHints{Start: first, End: last}, ms...)
 	}
 	j := newJoin(sets)
-	n := int((last-first)/res) + 1
-	var win [NumRollupFields][]float64 // field → window → value (NaN: none; nil: not read)
-	for _, f := range fields {
-		win[f] = make([]float64, n)
-	}
-	rs := RangeSeries{Values: make([]float64, q.Steps())}
-	var it chunkenc.Iterator
+	ts := newTierStepper(q, roles, fields, first, last, res)
+	its := make([]chunkenc.Iterator, len(fields))
 	for {
 		id, heads, ok := j.next()
 		if !ok {
@@ -347,32 +351,24 @@ func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier,
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("range query: %w", err)
 		}
-		for _, f := range fields {
-			for k := range win[f] {
-				win[f][k] = math.NaN()
-			}
+		if heads[0] == nil {
+			continue // no average: no window (a lone field is damage, and ignored)
 		}
 		for i, h := range heads {
 			if h == nil {
-				continue
+				return fmt.Errorf("range query: %v: %s: %w", id, RollupSeriesName(sel.Object, t, fields[i]), errTierOutOfStep)
 			}
-			w := win[fields[i]]
-			it = h.Iterator(it)
-			for it.Next() == chunkenc.ValFloat {
-				ts, v := it.At()
-				if k := (ts - first) / res; ts >= first && ts <= last && (ts-first)%res == 0 {
-					w[k] = v
-				}
-			}
-			if err := it.Err(); err != nil {
-				return fmt.Errorf("range query: %w", err)
-			}
+			its[i] = h.Iterator(its[i])
 		}
-		rs.ID = id
-		if !tierSteps(q, roles, first, res, &win, &rs) {
+		found, err := ts.run(its)
+		if err != nil {
+			return fmt.Errorf("range query: %v: %w", id, err)
+		}
+		if !found {
 			continue
 		}
-		if err := fn(&rs); err != nil {
+		ts.rs.ID = id
+		if err := fn(&ts.rs); err != nil {
 			return err
 		}
 	}
@@ -382,91 +378,155 @@ func (db *DB) rangeTier(ctx context.Context, sel Selector, q RangeQuery, t Tier,
 	return nil
 }
 
-// tierSteps fills rs's step values and summary points from one object's windows (win, by
-// field, the fields q needs read, starting at first, res apart); false when no window has a
-// value.
-func tierSteps(q RangeQuery, roles *tierRoles, first, res int64, win *[NumRollupFields][]float64, rs *RangeSeries) bool {
-	// A field not read (min or max when not asked for) is the average: never used.
-	at := func(f RollupField, k int, avg float64) float64 {
-		if win[f] == nil {
-			return avg
-		}
-		return win[f][k]
+// tierStepper turns one object's windows into step values and summary points, reusing its
+// buffers.
+type tierStepper struct {
+	q                         RangeQuery
+	roles                     *tierRoles
+	first, last               int64 // the windows' starts read, ms
+	startMs, stepMs, lastStep int64
+	res                       int64
+	// at maps a RollupField to its iterator's index in run's its (-1: not read).
+	at         [NumRollupFields]int
+	quantile   float64
+	isQuantile bool
+	keepPoints bool // a percentile of the summary is asked for
+	vals       []float64
+	rs         RangeSeries
+	cur        summaryAcc // the current step's
+	curStep    int
+	curN       int
+}
+
+func newTierStepper(q RangeQuery, roles *tierRoles, fields []RollupField, first, last, res int64) *tierStepper {
+	t := &tierStepper{
+		q: q, roles: roles, first: first, last: last, res: res,
+		startMs: q.Start.UnixMilli(), stepMs: q.Step.Milliseconds(), lastStep: q.At(q.Steps() - 1).UnixMilli(),
+		vals: make([]float64, len(fields)),
+		rs:   RangeSeries{Values: make([]float64, q.Steps())},
 	}
-	quantile, isQuantile := q.Agg.Quantile()
-	startMs, stepMs, lastMs := q.Start.UnixMilli(), q.Step.Milliseconds(), q.At(q.Steps()-1).UnixMilli()
+	for f := range t.at {
+		t.at[f] = slices.Index(fields, RollupField(f))
+	}
+	t.quantile, t.isQuantile = q.Agg.Quantile()
+	t.keepPoints = slices.ContainsFunc(q.Summary, func(a Agg) bool { _, ok := a.Quantile(); return ok })
+	return t
+}
+
+// get returns the value of field f in the current window, def when f is not read.
+func (t *tierStepper) get(f RollupField, def float64) float64 {
+	if i := t.at[f]; i >= 0 {
+		return t.vals[i]
+	}
+	return def
+}
+
+// run reads one object's windows, every field in step; false when no window is in range.
+func (t *tierStepper) run(its []chunkenc.Iterator) (bool, error) {
+	for i := range t.rs.Values {
+		t.rs.Values[i] = math.NaN()
+	}
 	acc := newSummaryAcc()
+	acc.points = t.rs.acc.points[:0]
+	t.curStep, t.curN = -1, 0
 	found := false
-	type stepAcc struct {
-		summaryAcc
-		n int
-	}
-	var cur stepAcc
-	curStep := -1
-	flush := func() {
-		if curStep < 0 || cur.n == 0 {
-			return
+	for {
+		var ts int64
+		for i, it := range its {
+			vt := it.Next()
+			if vt == chunkenc.ValNone {
+				if err := it.Err(); err != nil {
+					return false, err
+				}
+				if i != 0 {
+					return false, errTierOutOfStep
+				}
+				t.flush()
+				t.rs.acc = acc
+				t.rs.Summary = acc.summary(t.q.Summary)
+				return found, nil
+			}
+			wt, v := it.At()
+			if i == 0 {
+				ts = wt
+			} else if wt != ts || vt != chunkenc.ValFloat {
+				return false, errTierOutOfStep
+			}
+			t.vals[i] = v
 		}
-		var v float64
-		switch {
-		case q.Agg == AggAvg || q.Agg == (Agg{}):
-			v = cur.sum / cur.weight
-		case q.Agg == AggMin:
-			v = cur.lo
-		case q.Agg == AggMax:
-			v = cur.hi
-		case q.Agg == AggCount:
-			v = float64(cur.count)
-		case isQuantile:
-			slices.Sort(cur.points)
-			v = quantileSorted(cur.points, quantile)
-		}
-		rs.Values[curStep] = v
-	}
-	for i := range rs.Values {
-		rs.Values[i] = math.NaN()
-	}
-	for k, avg := range win[roles.avg] {
-		if math.IsNaN(avg) {
+		if ts < t.first || ts > t.last || (ts-t.first)%t.res != 0 || math.IsNaN(t.vals[0]) {
 			continue
 		}
 		found = true
-		end := first + int64(k)*res + res
-		w := at(roles.weight, k, 1) * roles.weightUnit
-		c := int(win[roles.count][k])
-		v, lo, hi := avg*roles.unit, at(roles.min, k, avg)*roles.unit, at(roles.max, k, avg)*roles.unit
-		// The step whose (t-Step, t] holds the window's end; the grid is aligned, so it
-		// holds the whole window.
-		d := end - startMs
-		si := int(d / stepMs) // truncated: the ceiling for d <= 0
-		if d > 0 && d%stepMs != 0 {
-			si++
+		t.add(ts, &acc)
+	}
+}
+
+// add adds the current window (stamped ts) to its step and, when it ends in the summary's
+// span, to acc.
+func (t *tierStepper) add(ts int64, acc *summaryAcc) {
+	r := t.roles
+	avg := t.vals[0]
+	v := avg * r.unit
+	lo, hi := t.get(r.min, avg)*r.unit, t.get(r.max, avg)*r.unit
+	w := t.get(r.weight, 1) * r.weightUnit
+	c := int(t.get(r.count, 0))
+	end := ts + t.res
+	// The step whose (t-Step, t] holds the window's end; the grid is aligned, so it holds
+	// the whole window.
+	d := end - t.startMs
+	si := int(d / t.stepMs) // truncated: the ceiling for d <= 0
+	if d > 0 && d%t.stepMs != 0 {
+		si++
+	}
+	if si >= 0 && si < len(t.rs.Values) {
+		if si != t.curStep {
+			t.flush()
+			points := t.cur.points[:0]
+			t.cur, t.curStep, t.curN = newSummaryAcc(), si, 0
+			t.cur.points = points
 		}
-		if si >= 0 && si < len(rs.Values) {
-			if si != curStep {
-				flush()
-				cur, curStep = stepAcc{summaryAcc: newSummaryAcc(), n: 0}, si
-				cur.points = cur.points[:0]
-			}
-			cur.n++
-			cur.sum += v * w
-			cur.weight += w
-			cur.lo, cur.hi = min(cur.lo, lo), max(cur.hi, hi)
-			cur.count += c
-			cur.points = append(cur.points, v)
+		t.curN++
+		t.cur.sum += v * w
+		t.cur.weight += w
+		t.cur.lo, t.cur.hi = min(t.cur.lo, lo), max(t.cur.hi, hi)
+		t.cur.count += c
+		if t.isQuantile {
+			t.cur.points = append(t.cur.points, v)
 		}
-		if end > startMs-stepMs && end <= lastMs {
-			acc.sum += v * w
-			acc.weight += w
-			acc.lo, acc.hi = min(acc.lo, lo), max(acc.hi, hi)
-			acc.count += c
+	}
+	if end > t.startMs-t.stepMs && end <= t.lastStep {
+		acc.sum += v * w
+		acc.weight += w
+		acc.lo, acc.hi = min(acc.lo, lo), max(acc.hi, hi)
+		acc.count += c
+		if t.keepPoints {
 			acc.points = append(acc.points, v)
 		}
 	}
-	flush()
-	rs.acc = acc
-	rs.Summary = acc.summary(q.Summary)
-	return found
+}
+
+// flush sets the current step's value.
+func (t *tierStepper) flush() {
+	if t.curStep < 0 || t.curN == 0 {
+		return
+	}
+	var v float64
+	switch q := t.q; {
+	case q.Agg == AggAvg || q.Agg == (Agg{}):
+		v = t.cur.sum / t.cur.weight
+	case q.Agg == AggMin:
+		v = t.cur.lo
+	case q.Agg == AggMax:
+		v = t.cur.hi
+	case q.Agg == AggCount:
+		v = float64(t.cur.count)
+	case t.isQuantile:
+		slices.Sort(t.cur.points)
+		v = quantileSorted(t.cur.points, t.quantile)
+	}
+	t.rs.Values[t.curStep] = v
+	t.curN = 0
 }
 
 // selectorMatchers returns the matchers of sel's series named name.

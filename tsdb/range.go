@@ -58,7 +58,7 @@ type RangeQuery struct {
 	// than that match.
 	MaxSeries int
 	// Summary lists the aggregations of RangeSeries.Summary to compute over the raw
-	// points (Count is always set). Percentiles cost a selection over every raw point
+	// points (Count is always set when Summary is not empty). Percentiles cost a selection over every raw point
 	// of the series, so ask only for what is used.
 	Summary []Agg
 	// Source, when not SourceAuto, forces where every step is read (plan.go).
