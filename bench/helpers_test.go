@@ -47,7 +47,7 @@ import (
 // Change fixtureVersion when the generator changes, to stop reusing older stores.
 
 // fixtureVersion is part of every store's key.
-const fixtureVersion = 2 // 2: the stores hold the downsampled tiers (rolled up after compaction)
+const fixtureVersion = 3 // 2: the stores hold the downsampled tiers (rolled up after compaction); 3: 24h batches for 1h
 
 // storeEnd is the time of every store's last round, and the handler's "now": relative
 // ranges (start=-7d) then always cover the same samples. It is in the past, so that the
