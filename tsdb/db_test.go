@@ -37,12 +37,12 @@ func TestConfigValidate(t *testing.T) {
 			wantErr: []string{"dir", "retention:", "retention size", "resolution", "expected series"},
 		},
 		// One day of 1000 series at 15s is 1000 × 5760 × DiskBytesPerSample bytes, in the
-		// 80 % of the size the raw samples get beside both tiers.
-		{name: "retention size of one day", cfg: Config{Dir: "/data", RetentionSize: 5760 * 1000 * DiskBytesPerSample * 100 / 80}},
+		// 60 % of the size the raw samples get beside both tiers.
+		{name: "retention size of one day", cfg: Config{Dir: "/data", RetentionSize: 5760 * 1000 * DiskBytesPerSample * 100 / 60}},
 		{
 			name:    "retention size below one day",
-			cfg:     Config{Dir: "/data", RetentionSize: 5760*1000*DiskBytesPerSample*100/80 - 1},
-			wantErr: []string{fmt.Sprintf("retention size: %d bytes is less than one day of samples needs, about %d bytes", 5760*1000*DiskBytesPerSample*100/80-1, 5760*1000*DiskBytesPerSample*100/80)},
+			cfg:     Config{Dir: "/data", RetentionSize: 5760*1000*DiskBytesPerSample*100/60 - 1},
+			wantErr: []string{fmt.Sprintf("retention size: %d bytes is less than one day of samples needs, about %d bytes", 5760*1000*DiskBytesPerSample*100/60-1, 5760*1000*DiskBytesPerSample*100/60)},
 		},
 		{
 			name: "tiers off: the raw samples get it all",
@@ -51,10 +51,10 @@ func TestConfigValidate(t *testing.T) {
 		{
 			name: "retention size below one day of a larger cluster",
 			cfg:  Config{Dir: "/data", RetentionSize: 1 << 30, ExpectedSeries: 100_000},
-			wantErr: []string{fmt.Sprintf("%d bytes is less than one day of samples needs, about %d bytes (100000 series × 5760 samples a day at a 15s resolution × %d bytes per sample, in the 80%% of the size the raw samples get beside the tiers)",
-				1<<30, 100_000*5760*DiskBytesPerSample*100/80, DiskBytesPerSample)},
+			wantErr: []string{fmt.Sprintf("%d bytes is less than one day of samples needs, about %d bytes (100000 series × 5760 samples a day at a 15s resolution × %d bytes per sample, in the 60%% of the size the raw samples get beside the tiers)",
+				1<<30, 100_000*5760*DiskBytesPerSample*100/60, DiskBytesPerSample)},
 		},
-		{name: "coarser resolution needs less", cfg: Config{Dir: "/data", RetentionSize: 1440 * 1000 * DiskBytesPerSample * 100 / 80, Resolution: time.Minute}},
+		{name: "coarser resolution needs less", cfg: Config{Dir: "/data", RetentionSize: 1440 * 1000 * DiskBytesPerSample * 100 / 60, Resolution: time.Minute}},
 		{name: "no size limit", cfg: Config{Dir: "/data", ExpectedSeries: 1 << 40}},
 	}
 	for _, tc := range tests {
@@ -90,11 +90,11 @@ func TestPromOptions(t *testing.T) {
 		wantMaxBlockMS   int64
 		wantRetentionMax int64
 	}{
-		{cfg: Config{Dir: "d"}, wantRetentionMS: (30 * 24 * time.Hour).Milliseconds(), wantMaxBlockMS: (72 * time.Hour).Milliseconds()},
-		// The raw samples get 80 % of the size beside both tiers, all of it without them.
-		{cfg: Config{Dir: "d", Retention: 365 * 24 * time.Hour, RetentionSize: 5e9}, wantRetentionMS: (365 * 24 * time.Hour).Milliseconds(), wantMaxBlockMS: (31 * 24 * time.Hour).Milliseconds(), wantRetentionMax: 4e9},
-		{cfg: Config{Dir: "d", RetentionSize: 5e9, TierRetention: [NumTiers]time.Duration{-1, 0}}, wantRetentionMS: (30 * 24 * time.Hour).Milliseconds(), wantMaxBlockMS: (72 * time.Hour).Milliseconds(), wantRetentionMax: 4.75e9},
-		{cfg: Config{Dir: "d", RetentionSize: 5e9, TierRetention: [NumTiers]time.Duration{-1, -1}}, wantRetentionMS: (30 * 24 * time.Hour).Milliseconds(), wantMaxBlockMS: (72 * time.Hour).Milliseconds(), wantRetentionMax: 5e9},
+		{cfg: Config{Dir: "d"}, wantRetentionMS: (14 * 24 * time.Hour).Milliseconds(), wantMaxBlockMS: (14 * 24 * time.Hour / 10).Milliseconds()},
+		// The raw samples get 60 % of the size beside both tiers, all of it without them.
+		{cfg: Config{Dir: "d", Retention: 365 * 24 * time.Hour, RetentionSize: 5e9}, wantRetentionMS: (365 * 24 * time.Hour).Milliseconds(), wantMaxBlockMS: (31 * 24 * time.Hour).Milliseconds(), wantRetentionMax: 3e9},
+		{cfg: Config{Dir: "d", Retention: 30 * 24 * time.Hour, RetentionSize: 5e9, TierRetention: [NumTiers]time.Duration{-1, 0}}, wantRetentionMS: (30 * 24 * time.Hour).Milliseconds(), wantMaxBlockMS: (72 * time.Hour).Milliseconds(), wantRetentionMax: 4.4e9},
+		{cfg: Config{Dir: "d", Retention: 30 * 24 * time.Hour, RetentionSize: 5e9, TierRetention: [NumTiers]time.Duration{-1, -1}}, wantRetentionMS: (30 * 24 * time.Hour).Milliseconds(), wantMaxBlockMS: (72 * time.Hour).Milliseconds(), wantRetentionMax: 5e9},
 	}
 	for _, tc := range tests {
 		o := tc.cfg.complete().promOptions()

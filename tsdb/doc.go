@@ -47,7 +47,8 @@
 //
 // # Retention
 //
-// Samples are kept for Config.Retention (30 days by default) and, when Config.RetentionSize
+// Samples are kept for Config.Retention (14 days by default; the tiers keep 90 and 400 days
+// of rollups) and, when Config.RetentionSize
 // is set, within that many bytes (blocks, WAL and head chunks together); the oldest blocks
 // go first. Blocks are compacted up to a tenth of the retention (at most 31 days), so that
 // retention deletes at that granularity. DiskBytesPerSample (5, measured) sizes a day:

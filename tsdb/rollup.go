@@ -49,8 +49,8 @@ const (
 
 // tierDefs describes each tier.
 var tierDefs = [NumTiers]tierDef{
-	Tier5m: {name: "5m", res: 5 * time.Minute, batch: 2 * time.Hour, retention: 90 * 24 * time.Hour, sizePercent: 15},
-	Tier1h: {name: "1h", res: time.Hour, batch: 24 * time.Hour, retention: 400 * 24 * time.Hour, sizePercent: 5},
+	Tier5m: {name: "5m", res: 5 * time.Minute, batch: 2 * time.Hour, retention: 90 * 24 * time.Hour, sizePercent: 28},
+	Tier1h: {name: "1h", res: time.Hour, batch: 24 * time.Hour, retention: 400 * 24 * time.Hour, sizePercent: 12},
 }
 
 type tierDef struct {

@@ -653,8 +653,8 @@ func TestTierOptions(t *testing.T) {
 		minBlock            time.Duration
 		maxBytes            int64
 	}{
-		{Tier5m, 90 * 24 * time.Hour, 9 * 24 * time.Hour, 2 * time.Hour, 1.5e9},
-		{Tier1h, 30 * 24 * time.Hour, 72 * time.Hour, 24 * time.Hour, 0.5e9},
+		{Tier5m, 90 * 24 * time.Hour, 9 * 24 * time.Hour, 2 * time.Hour, 2.8e9},
+		{Tier1h, 30 * 24 * time.Hour, 72 * time.Hour, 24 * time.Hour, 1.2e9},
 	} {
 		o := cfg.tierOptions(c.tier)
 		if o.RetentionDuration != c.retention.Milliseconds() || o.MaxBlockDuration != c.maxBlock.Milliseconds() ||
@@ -664,8 +664,8 @@ func TestTierOptions(t *testing.T) {
 				c.retention.Milliseconds(), c.minBlock.Milliseconds(), c.maxBlock.Milliseconds(), c.maxBytes)
 		}
 	}
-	if raw := cfg.promOptions().MaxBytes; raw != 8e9 {
-		t.Errorf("raw max bytes %d, want 8e9", raw)
+	if raw := cfg.promOptions().MaxBytes; raw != 6e9 {
+		t.Errorf("raw max bytes %d, want 6e9", raw)
 	}
 }
 

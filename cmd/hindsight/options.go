@@ -116,8 +116,8 @@ func (o *options) flags() cliflag.NamedFlagSets {
 
 	fs = nfs.FlagSet("storage")
 	fs.StringVar(&o.storagePath, "storage-path", o.storagePath, "Directory that holds every sample (Prometheus TSDB) and the object catalog; mount a PersistentVolume here.")
-	fs.DurationVar(&o.retention, "retention", o.retention, "How long samples are kept.")
-	fs.StringVar(&o.retentionSize, "retention-size", o.retentionSize, "Largest size of the stored samples (blocks, WAL and head chunks), as a quantity (e.g. 8Gi); the oldest are deleted first. The 5m and 1h tiers get 15% and 5% of it while they are on, the raw samples the rest. 0 means no size limit. Set it below the volume's size: a full volume loses history (the current window is still served).")
+	fs.DurationVar(&o.retention, "retention", o.retention, "How long raw samples (every scrape) are kept; the tiers keep rollups longer (--retention-5m, --retention-1h).")
+	fs.StringVar(&o.retentionSize, "retention-size", o.retentionSize, "Largest size of the stored samples (blocks, WAL and head chunks), as a quantity (e.g. 8Gi); the oldest are deleted first. The 5m and 1h tiers get 28% and 12% of it while they are on, the raw samples the rest. 0 means no size limit. Set it below the volume's size: a full volume loses history (the current window is still served).")
 	for t := range tsdb.NumTiers {
 		fs.DurationVar(&o.tierRetention[t], "retention-"+t.String(), o.tierRetention[t], fmt.Sprintf("How long the %s rollups (average and maximum CPU and memory per %s of every node, pod and container) are kept; 0 turns the tier off. They are written from the raw samples once those are final, in batches, and answer long ranges fast after the raw samples are gone.", t, t.Resolution()))
 	}
