@@ -233,7 +233,22 @@ func (db *DB) rollup(ctx context.Context, limit int) error {
 		}
 	}
 	err := errors.Join(errs...)
-	db.rollupErr.Store(&err)
+	// Behind: a tier whose watermark trails what is final by more than a batch (the
+	// current one is not final yet) and a pass, such as one catching up on a long history.
+	var behind []error
+	for _, s := range db.tiers {
+		if s == nil || s.next == 0 {
+			continue // nothing stored yet
+		}
+		lag := time.Duration(horizon-s.next) * time.Millisecond
+		db.rm.lag.WithLabelValues(s.tier.String()).Set(max(lag, 0).Seconds())
+		if d := tierDefs[s.tier]; lag > d.batch+gapBound(db.cfg.Resolution)+2*time.Minute {
+			behind = append(behind, fmt.Errorf("tier %s holds every window up to %s, %s behind what is final (catching up one batch a pass)",
+				s.tier, time.UnixMilli(s.next).UTC().Format(time.RFC3339), lag.Round(time.Minute)))
+		}
+	}
+	health := errors.Join(err, errors.Join(behind...))
+	db.rollupErr.Store(&health)
 	return err
 }
 
@@ -446,7 +461,8 @@ func rollupSymbols[T any](ctx context.Context, q storage.Querier, outs []T, name
 	return out, nil
 }
 
-// RollupHealth returns the last rollup pass's error, nil when it succeeded or none ran.
+// RollupHealth returns the last rollup pass's error, and which tiers were behind after it
+// (more than a batch and a pass short of what is final); nil when none ran.
 func (db *DB) RollupHealth() error {
 	if p := db.rollupErr.Load(); p != nil {
 		return *p
@@ -471,6 +487,7 @@ func (db *DB) TierCoverage(t Tier) (mint, maxt int64, ok bool) {
 // rollupMetrics are the rollup job's self-metrics.
 type rollupMetrics struct {
 	watermark *prometheus.GaugeVec
+	lag       *prometheus.GaugeVec
 	blocks    *prometheus.CounterVec
 	samples   *prometheus.CounterVec
 	errors    *prometheus.CounterVec
@@ -482,6 +499,10 @@ func newRollupMetrics() *rollupMetrics {
 		watermark: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hindsight_rollup_watermark_seconds",
 			Help: "Start of the next window the rollup job writes, per tier, in Unix seconds (0 before the first): the tier holds every window before it. Its lag is time() minus it.",
+		}, []string{"tier"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hindsight_rollup_lag_seconds",
+			Help: "How far each tier's watermark trails the newest final window at the last rollup pass (once a minute): up to a batch (2h for 5m, 24h for 1h) when up to date.",
 		}, []string{"tier"}),
 		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hindsight_rollup_blocks_written_total",
@@ -510,7 +531,7 @@ func newRollupMetrics() *rollupMetrics {
 }
 
 func (m *rollupMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.watermark, m.blocks, m.samples, m.errors, m.duration}
+	return []prometheus.Collector{m.watermark, m.lag, m.blocks, m.samples, m.errors, m.duration}
 }
 
 // rollupState is the DB's part of the rollups; embedded in DB.

@@ -726,6 +726,13 @@ func TestRollupPaced(t *testing.T) {
 		if got, want := db.tiers[Tier5m].next, first+int64(pass)*batch; pass < 4 && got != want {
 			t.Errorf("after pass %d: next window %s, want %s", pass, time.UnixMilli(got).UTC(), time.UnixMilli(want).UTC())
 		}
+		// Days behind what is final: the health check says so, and the lag metric.
+		if err := db.RollupHealth(); err == nil || !strings.Contains(err.Error(), "tier 5m holds every window up to") {
+			t.Errorf("after pass %d: RollupHealth = %v, want the 5m tier behind", pass, err)
+		}
+		if lag := testutil.ToFloat64(db.rm.lag.WithLabelValues("5m")); lag < (60 * time.Hour).Seconds() {
+			t.Errorf("after pass %d: hindsight_rollup_lag_seconds{tier=5m} = %v, want days", pass, lag)
+		}
 	}
 	// The fourth batch held the last windows: the next pass goes through the empty ones.
 	if err := db.rollup(context.Background(), 1); err != nil {
@@ -733,6 +740,9 @@ func TestRollupPaced(t *testing.T) {
 	}
 	if n := len(blockDirs(t, db.cfg.tierDir(Tier5m))); n != 4 {
 		t.Errorf("%d blocks after a pass over empty batches, want 4", n)
+	}
+	if err := db.RollupHealth(); err != nil {
+		t.Errorf("RollupHealth once caught up: %v", err)
 	}
 	if next, horizon := db.tiers[Tier5m].next, db.now().Add(-rollupDelay(res)-gapBound(res)).UnixMilli(); horizon-next >= batch {
 		t.Errorf("next window %s after the last batch with windows, want within a batch of %s", time.UnixMilli(next).UTC(), time.UnixMilli(horizon).UTC())
@@ -762,6 +772,41 @@ func TestTierReadsWhatIsAsked(t *testing.T) {
 					t.Errorf("%s %s %v: %v (summary %v) asking for one aggregation, %v (%v) for all", res, agg, id, p.Values, p.Summary.Get(agg), rs.Values, rs.Summary.Get(agg))
 				}
 			}
+		}
+	}
+}
+
+// TestTierRetention checks that a tier's retention deletes that tier's old blocks only: the
+// other tier and the raw samples keep theirs.
+func TestTierRetention(t *testing.T) {
+	t.Parallel()
+	w := randomWorkload(23, tierStart, 80*time.Hour, 15*time.Second)
+	db := newTestDB(t, Config{Resolution: 15 * time.Second, TierRetention: [NumTiers]time.Duration{24 * time.Hour, 0}})
+	write(t, db, w.batches...)
+	rawBefore := readAll(t, db.tsdb)
+	rollupAll(t, db, w.end.Add(time.Hour))
+
+	// The 5m tier applies its retention as it loads each new block: what is left spans a
+	// day (and one block) before its newest block.
+	mint5, maxt5, _ := db.TierCoverage(Tier5m)
+	if span := time.Duration(maxt5-mint5) * time.Millisecond; span > 24*time.Hour+tierDefs[Tier5m].batch {
+		t.Errorf("the 5m tier spans %s with a retention of 24h", span)
+	}
+	if n := testutil.ToFloat64(db.rm.samples.WithLabelValues("5m")); n == 0 {
+		t.Fatal("no 5m samples written")
+	}
+	// The 1h tier keeps every day, from the workload's first.
+	if mint1, _, _ := db.TierCoverage(Tier1h); mint1 > tierStart.UnixMilli() {
+		t.Errorf("the 1h tier starts at %s, after the first samples at %s", time.UnixMilli(mint1).UTC(), tierStart.UTC())
+	}
+	// And the raw samples are all there.
+	rawAfter := readAll(t, db.tsdb)
+	if len(rawAfter) != len(rawBefore) {
+		t.Fatalf("%d raw series after the tiers' retention, %d before", len(rawAfter), len(rawBefore))
+	}
+	for name, ss := range rawBefore {
+		if len(rawAfter[name]) != len(ss) {
+			t.Errorf("%s: %d raw samples after the tiers' retention, %d before", name, len(rawAfter[name]), len(ss))
 		}
 	}
 }
