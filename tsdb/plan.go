@@ -220,11 +220,7 @@ func (db *DB) rangeParts(ctx context.Context, sel Selector, q RangeQuery, parts 
 	for id := range all {
 		ids = append(ids, id)
 	}
-	// Label order: container < namespace < node < pod < uid.
-	slices.SortFunc(ids, func(a, b SeriesID) int {
-		return cmp.Or(cmp.Compare(a.Container, b.Container), cmp.Compare(a.Namespace, b.Namespace),
-			cmp.Compare(a.Node, b.Node), cmp.Compare(a.Pod, b.Pod), cmp.Compare(a.UID, b.UID))
-	})
+	slices.SortFunc(ids, compareIDs)
 	for _, id := range ids {
 		m := all[id]
 		m.series.Summary = m.acc.summary(q.Summary)
@@ -582,6 +578,8 @@ func (j *join) advance(i int) {
 	}
 }
 
+// compareIDs orders objects as their series' labels sort: container < namespace < node <
+// pod < uid.
 func compareIDs(a, b SeriesID) int {
 	return cmp.Or(cmp.Compare(a.Container, b.Container), cmp.Compare(a.Namespace, b.Namespace),
 		cmp.Compare(a.Node, b.Node), cmp.Compare(a.Pod, b.Pod), cmp.Compare(a.UID, b.UID))

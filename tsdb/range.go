@@ -218,11 +218,7 @@ func (db *DB) rangeRaw(ctx context.Context, sel Selector, q RangeQuery, fn func(
 		if q.MaxSeries > 0 && n > q.MaxSeries {
 			return fmt.Errorf("more than %d series: %w", q.MaxSeries, ErrTooManySeries)
 		}
-		lset := s.Labels()
-		r.series.ID = SeriesID{
-			Node: lset.Get(LabelNode), Namespace: lset.Get(LabelNamespace), Pod: lset.Get(LabelPod),
-			Container: lset.Get(LabelContainer), UID: lset.Get(LabelUID),
-		}
+		r.series.ID = seriesID(s.Labels())
 		if err := fn(&r.series); err != nil {
 			return err
 		}

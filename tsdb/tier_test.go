@@ -175,7 +175,7 @@ func tierSamples(t *testing.T, db *DB, o Object, tr Tier, f RollupField) map[Ser
 		if ls.Get(metricNameLabel) != name {
 			continue
 		}
-		id := SeriesID{Node: ls.Get(LabelNode), Namespace: ls.Get(LabelNamespace), Pod: ls.Get(LabelPod), Container: ls.Get(LabelContainer), UID: ls.Get(LabelUID)}
+		id := seriesID(ls)
 		m := map[int64]float64{}
 		for _, s := range ss {
 			m[s.T] = s.V
@@ -295,7 +295,7 @@ func TestRollupCovered(t *testing.T) {
 		if ls.Get(metricNameLabel) != MetricContainerCPU {
 			continue
 		}
-		id := SeriesID{Node: ls.Get(LabelNode), Namespace: ls.Get(LabelNamespace), Pod: ls.Get(LabelPod), Container: ls.Get(LabelContainer), UID: ls.Get(LabelUID)}
+		id := seriesID(ls)
 		want, wantCount := map[int64]float64{}, map[int64]float64{}
 		for i := 1; i < len(ss); i++ {
 			p, c := ss[i-1], ss[i]
