@@ -609,7 +609,13 @@ func TestRangeForcedSource(t *testing.T) {
 // disk is short of space (checkSpace pauses the tiers' compactions with the raw TSDB's).
 func TestTierCompactionsPause(t *testing.T) {
 	t.Parallel()
-	db, _ := rolledUp(t, 9, 20*time.Hour, time.Hour)
+	w := randomWorkload(9, tierStart, 20*time.Hour, 15*time.Second)
+	db := newTestDB(t, Config{Resolution: 15 * time.Second})
+	write(t, db, w.batches...)
+	// Paused from the start: the tier's own loop (a reload every few seconds) would
+	// otherwise compact while the blocks are written.
+	db.tierCompactionsOff.Store(true)
+	rollupAll(t, db, w.end.Add(time.Hour))
 	tier := db.tiers[Tier5m].db
 	before := len(tier.Blocks())
 	if before < 6 {
@@ -623,7 +629,6 @@ func TestTierCompactionsPause(t *testing.T) {
 	}
 	want := samples()
 
-	db.tierCompactionsOff.Store(true)
 	if err := tier.Compact(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -712,6 +717,7 @@ func TestRollupPaced(t *testing.T) {
 	w := randomWorkload(13, start, 7*time.Hour, res)
 	db := newTestDB(t, Config{Resolution: res})
 	write(t, db, w.batches...)
+	db.tierCompactionsOff.Store(true) // blocks are counted: none merged meanwhile
 	// Days later: every batch is final, most of them empty.
 	db.now = func() time.Time { return w.end.Add(72 * time.Hour) }
 	batch := tierDefs[Tier5m].batch.Milliseconds()
