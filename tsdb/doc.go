@@ -113,7 +113,9 @@
 // cover it (a CPU rate in every step its interval overlaps, weighed by the overlap; a
 // memory sample's last value in the steps up to the next sample), so that timestamp
 // jitter leaves no step empty, and summarized over the range, streamed one series
-// at a time. DB.Queryable gives the raw series to the PromQL engine. Close ends the queries
+// at a time. DB.Queryable gives the raw series and the tiers' to the PromQL engine, and
+// DB.DownsampledQueryable the kubelet-named series read from the tiers (downsampled.go:
+// Thanos' max_source_resolution). Close ends the queries
 // in progress (ErrClosed), at their next series or within 1024 samples of one, and waits for
 // their queriers, so that no query reads a closed TSDB and shutdown never waits for a long one.
 //

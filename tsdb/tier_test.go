@@ -141,7 +141,7 @@ var tierStart = time.UnixMilli(1_700_000_000_000)
 
 // rolledUp returns a DB holding the random workload of seed over span from tierStart,
 // rolled up with the clock at the workload's end plus after.
-func rolledUp(t *testing.T, seed uint64, span, after time.Duration) (*DB, workload) {
+func rolledUp(t testing.TB, seed uint64, span, after time.Duration) (*DB, workload) {
 	t.Helper()
 	w := randomWorkload(seed, tierStart, span, 15*time.Second)
 	db := newTestDB(t, Config{Resolution: 15 * time.Second})
@@ -151,7 +151,7 @@ func rolledUp(t *testing.T, seed uint64, span, after time.Duration) (*DB, worklo
 }
 
 // rollupAll runs one rollup pass with the clock at now.
-func rollupAll(t *testing.T, db *DB, now time.Time) {
+func rollupAll(t testing.TB, db *DB, now time.Time) {
 	t.Helper()
 	db.now = func() time.Time { return now }
 	if err := db.Rollup(context.Background()); err != nil {
