@@ -329,6 +329,7 @@ func newServers(o *options, nodeSelector labels.Selector, st *storage, inf *info
 	prom, err := promapi.New(promapi.Config{
 		Prefix:           prometheusPrefix + "/api/v1",
 		Queryable:        st.db.Queryable(),
+		Downsampled:      st.db,
 		Authorize:        httpapi.RequireUser,
 		Scope:            httpapi.PrometheusScope(apiCfg.Generic.Authorization.Authorizer, namespaces),
 		Revision:         "hindsight " + version,

@@ -59,6 +59,11 @@ type Config struct {
 	// parsed, with the request body already bounded to MaxBodyBytes.
 	Authorize func(r *http.Request) error
 
+	// Downsampled, when not nil, serves query's and query_range's max_source_resolution
+	// parameter (resolution.go): in production the tsdb.DB, whose tiers it reads. Nil
+	// means every query reads Queryable, whatever the parameter says.
+	Downsampled Downsampler
+
 	// Scope, when not nil, decides which series each query, series, labels and label
 	// values request reads (see Scope and the package documentation's Authorization):
 	// it is called once per request, after Authorize, with the namespaces the request

@@ -11,14 +11,17 @@
 // http.StripPrefix. Clients are pointed at the prefix less /api/v1 (promtool query
 // instant https://host/prometheus ...).
 //
-//	query                 query, time (default now), timeout, limit, lookback_delta
-//	query_range           query, start, end, step, timeout, limit, lookback_delta
+//	query                 query, time (default now), timeout, limit, lookback_delta, max_source_resolution
+//	query_range           query, start, end, step, timeout, limit, lookback_delta, max_source_resolution
 //	series                match[] (one at least), start, end, limit
 //	labels                match[], start, end, limit
 //	label/<name>/values   match[], start, end, limit
 //	status/buildinfo      Config.Version (default EngineVersion), Config.Revision
 //	metadata              an empty object: the stored series carry no metadata
 //	query_exemplars       an empty list: nothing stores exemplars
+//
+// max_source_resolution (raw, a duration or auto; resolution.go) lets a query read
+// Config.Downsampled's tiers, as Thanos' query API does.
 //
 // Every other path answers 404 with errorType "not_found", and other methods 405. Times and
 // durations are parsed by package querytime, as the history API parses them: Prometheus'

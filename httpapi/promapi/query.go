@@ -1,6 +1,7 @@
 package promapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -26,11 +27,15 @@ func (h *Handler) query(r *http.Request) result {
 	if aerr != nil {
 		return result{err: aerr}
 	}
-	q, aerr := h.queryQueryable(r, qs)
+	src, aerr := h.sourceParam(r, 0)
 	if aerr != nil {
 		return result{err: aerr}
 	}
-	return h.runQuery(r, qs, func(ctx context.Context, opts promql.QueryOpts) (promql.Query, error) {
+	q, aerr := h.queryQueryable(r, qs, src.queryable)
+	if aerr != nil {
+		return result{err: aerr}
+	}
+	return h.runQuery(r, qs, src.lookback, func(ctx context.Context, opts promql.QueryOpts) (promql.Query, error) {
 		return h.engine.NewInstantQuery(ctx, q, opts, qs, ts)
 	})
 }
@@ -63,18 +68,23 @@ func (h *Handler) queryRange(r *http.Request) result {
 	if end.Sub(start)/step > MaxPoints {
 		return result{err: newError(errorBadData, errTooManyPoints)}
 	}
-	q, aerr := h.queryQueryable(r, qs)
+	src, aerr := h.sourceParam(r, step)
 	if aerr != nil {
 		return result{err: aerr}
 	}
-	return h.runQuery(r, qs, func(ctx context.Context, opts promql.QueryOpts) (promql.Query, error) {
+	q, aerr := h.queryQueryable(r, qs, src.queryable)
+	if aerr != nil {
+		return result{err: aerr}
+	}
+	return h.runQuery(r, qs, src.lookback, func(ctx context.Context, opts promql.QueryOpts) (promql.Query, error) {
 		return h.engine.NewRangeQuery(ctx, q, opts, qs, start, end, step)
 	})
 }
 
 // runQuery checks the parameters common to both queries, creates the query, waits for a
-// slot and runs it. The result holds the query and the slot until it is written.
-func (h *Handler) runQuery(r *http.Request, qs string, newQuery func(context.Context, promql.QueryOpts) (promql.Query, error)) result {
+// slot and runs it. The result holds the query and the slot until it is written. The
+// lookback is at least minLookback.
+func (h *Handler) runQuery(r *http.Request, qs string, minLookback time.Duration, newQuery func(context.Context, promql.QueryOpts) (promql.Query, error)) result {
 	limit, aerr := limitParam(r)
 	if aerr != nil {
 		return result{err: aerr}
@@ -86,6 +96,9 @@ func (h *Handler) runQuery(r *http.Request, qs string, newQuery func(context.Con
 			return result{err: badParam("lookback_delta", err)}
 		}
 		lookback = d
+	}
+	if minLookback > cmp.Or(lookback, h.cfg.LookbackDelta) {
+		lookback = minLookback
 	}
 	ctx, cancel, aerr := h.requestContext(r)
 	if aerr != nil {

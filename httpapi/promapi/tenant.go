@@ -46,8 +46,13 @@ type ScopeFunc func(r *http.Request, namespaces []string) (Scope, error)
 // request may read everything, or else the same storage seen through the request's
 // scope. named are the namespaces the request's selectors name.
 func (h *Handler) queryable(r *http.Request, named []string) (storage.Queryable, *apiError) {
+	return h.scopedQueryable(r, h.cfg.Queryable, named)
+}
+
+// scopedQueryable is base as the request's scope may read it.
+func (h *Handler) scopedQueryable(r *http.Request, base storage.Queryable, named []string) (storage.Queryable, *apiError) {
 	if h.cfg.Scope == nil {
-		return h.cfg.Queryable, nil
+		return base, nil
 	}
 	seen := map[string]struct{}{}
 	for _, ns := range append(slices.Clone(r.Form[namespaceParam]), named...) {
@@ -71,9 +76,9 @@ func (h *Handler) queryable(r *http.Request, named []string) (storage.Queryable,
 		scope = scope.pin(ns)
 	}
 	if scope.All {
-		return h.cfg.Queryable, nil
+		return base, nil
 	}
-	return newScopedQueryable(h.cfg.Queryable, scope), nil
+	return newScopedQueryable(base, scope), nil
 }
 
 // pinnedKey is the context key of the namespace a request is pinned to (Namespaced).
@@ -314,14 +319,14 @@ func (s *nonEmptySeriesSet) Err() error {
 	return s.SeriesSet.Err()
 }
 
-// queryQueryable is queryable for the query qs.
-func (h *Handler) queryQueryable(r *http.Request, qs string) (storage.Queryable, *apiError) {
+// queryQueryable is base as the request of the query qs may read it.
+func (h *Handler) queryQueryable(r *http.Request, qs string, base storage.Queryable) (storage.Queryable, *apiError) {
 	if h.cfg.Scope == nil {
-		return h.cfg.Queryable, nil
+		return base, nil
 	}
 	named, aerr := h.queryNamespaces(qs)
 	if aerr != nil {
 		return nil, aerr
 	}
-	return h.queryable(r, named)
+	return h.scopedQueryable(r, base, named)
 }

@@ -305,6 +305,47 @@ func TestHistory(t *testing.T) {
 		t.Logf("promtool query range: %d steps equal to the history's within 2%%", compared)
 	})
 
+	t.Run("max_source_resolution", func(t *testing.T) {
+		// Thanos' parameter through the real server: accepted, checked, and while no tier
+		// holds a window yet (the store is minutes old) every value comes from the raw
+		// samples, so the answers are the raw one's.
+		token, err := readerToken(ctx, c, "kube-system", "promtool", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc, err := tokenHTTP(c, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from, to := phases[0].from.Truncate(10*time.Second), phases[2].to.Truncate(10*time.Second)
+		form := url.Values{"query": {`rate(pod_cpu_usage_seconds_total{namespace="hist",pod="solo"}[30s])`},
+			"start": {from.UTC().Format(time.RFC3339)}, "end": {to.UTC().Format(time.RFC3339)}, "step": {"10s"}}
+		bodies := map[string]string{}
+		for _, res := range []string{"raw", "auto", "1h", "fine"} {
+			form.Set("max_source_resolution", res)
+			code, body, err := get(ctx, hc, h.Port, "/prometheus/api/v1/query_range?"+form.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := http.StatusOK
+			if res == "fine" {
+				want = http.StatusBadRequest
+			}
+			if code != want || res == "fine" && !strings.Contains(body, `"bad_data"`) {
+				t.Fatalf("max_source_resolution=%s: %d %.300s, want %d", res, code, body, want)
+			}
+			bodies[res] = body
+		}
+		if !strings.Contains(bodies["raw"], `"solo"`) {
+			t.Fatalf("raw: no series of solo: %.300s", bodies["raw"])
+		}
+		for _, res := range []string{"auto", "1h"} {
+			if bodies[res] != bodies["raw"] {
+				t.Errorf("max_source_resolution=%s answers otherwise than raw with no tier window:\n%.300s\nraw:\n%.300s", res, bodies[res], bodies["raw"])
+			}
+		}
+	})
+
 	t.Run("prometheus API needs node metrics", func(t *testing.T) {
 		code, body, err := get(ctx, viewer, h.Port, "/prometheus/api/v1/query?query=up")
 		if err != nil {
