@@ -80,18 +80,44 @@ func (db *DB) viewPad() int64 {
 	return (Tier(NumTiers-1).Resolution() + gapBound(db.cfg.Resolution)).Milliseconds()
 }
 
-func (q downsampledQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
-	inner, err := q.db.gatedQuerier(max(mint, math.MinInt64+q.db.viewPad())-q.db.viewPad(), maxt, true)
-	if err != nil {
+func (q downsampledQueryable) Querier(mint, maxt int64) (_ storage.Querier, err error) {
+	pad := q.db.viewPad()
+	from := max(mint, math.MinInt64+pad) - pad
+	dq := &downsampledQuerier{q: q, mint: mint}
+	var all []storage.Querier
+	defer func() {
+		if err != nil {
+			for _, qr := range all {
+				_ = qr.Close()
+			}
+		}
+	}()
+	// The view reads the raw TSDB and each tier through a querier of its own (a merged one
+	// would chain every sample through the merge); other selectors read them merged, as
+	// Queryable's do.
+	if dq.raw, err = q.db.querier(from, maxt); err != nil {
 		return nil, err
 	}
-	return &downsampledQuerier{Querier: inner, q: q, mint: mint}, nil
+	all = append(all, dq.raw)
+	for t, s := range q.db.tiers {
+		if s == nil {
+			continue
+		}
+		if dq.tiers[t], err = q.db.tierQuerier(s, from, maxt); err != nil {
+			return nil, fmt.Errorf("tier %s: %w", s.tier, err)
+		}
+		all = append(all, dq.tiers[t])
+	}
+	dq.Querier = storage.NewMergeQuerier(all, nil, storage.ChainedSeriesMerge)
+	return dq, nil
 }
 
 type downsampledQuerier struct {
-	storage.Querier
-	q    downsampledQueryable
-	mint int64
+	storage.Querier // raw and tiers merged; Close closes them all
+	raw             storage.Querier
+	tiers           [NumTiers]storage.Querier
+	q               downsampledQueryable
+	mint            int64
 }
 
 // viewSegment is a span of point times (lo, hi] served from one source.
@@ -176,7 +202,7 @@ func (q *downsampledQuerier) Select(ctx context.Context, sortSeries bool, hints 
 	start, end := max(hints.Start, q.mint, math.MinInt64/2), min(hints.End, math.MaxInt64/2)
 	segs := q.q.db.segments(start, end, q.maxRes(hints))
 	if len(segs) == 1 && segs[0].raw {
-		return q.Querier.Select(ctx, sortSeries, hints, ms...)
+		return q.raw.Select(ctx, sortSeries, hints, ms...)
 	}
 	set, err := q.selectView(ctx, def, hints, segs, others)
 	if err != nil {
@@ -246,11 +272,11 @@ func (q *downsampledQuerier) selectView(ctx context.Context, def SeriesDef, hint
 		}
 		return s
 	}
-	read := func(name string, start, end int64) ([]storage.Series, error) {
+	read := func(from storage.Querier, name string, start, end int64) ([]storage.Series, error) {
 		h := *hints
 		h.Start, h.End = start, end
 		sel := append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, metricNameLabel, name)}, others...)
-		set := q.Querier.Select(ctx, true, &h, sel...)
+		set := from.Select(ctx, true, &h, sel...)
 		var out []storage.Series
 		for set.Next() {
 			out = append(out, set.At())
@@ -267,7 +293,7 @@ func (q *downsampledQuerier) selectView(ctx context.Context, def SeriesDef, hint
 			if def.Resource == ResourceCPU && i < len(segs)-1 {
 				to = seg.hi + gap
 			}
-			series, err := read(def.Name, from, to)
+			series, err := read(q.raw, def.Name, from, to)
 			if err != nil {
 				return nil, err
 			}
@@ -286,7 +312,7 @@ func (q *downsampledQuerier) selectView(ctx context.Context, def SeriesDef, hint
 		}
 		parts := map[string]*viewPart{}
 		for j, f := range fields {
-			series, err := read(RollupSeriesName(def.Object, seg.tier, f), from, to)
+			series, err := read(q.tiers[seg.tier], RollupSeriesName(def.Object, seg.tier, f), from, to)
 			if err != nil {
 				return nil, err
 			}
@@ -353,16 +379,16 @@ func (it errIterator) Err() error { return it.err }
 // viewPoints are a series' points as storage.Samples.
 type viewPoints []floatSample
 
-func (p viewPoints) Get(i int) chunks.Sample { return p[i] }
+func (p viewPoints) Get(i int) chunks.Sample { return &p[i] } // a pointer: no allocation
 func (p viewPoints) Len() int                { return len(p) }
 
-func (s floatSample) T() int64                      { return s.t }
-func (s floatSample) ST() int64                     { return 0 }
-func (s floatSample) F() float64                    { return s.f }
-func (s floatSample) H() *histogram.Histogram       { return nil }
-func (s floatSample) FH() *histogram.FloatHistogram { return nil }
-func (s floatSample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
-func (s floatSample) Copy() chunks.Sample           { return s }
+func (s *floatSample) T() int64                      { return s.t }
+func (s *floatSample) ST() int64                     { return 0 }
+func (s *floatSample) F() float64                    { return s.f }
+func (s *floatSample) H() *histogram.Histogram       { return nil }
+func (s *floatSample) FH() *histogram.FloatHistogram { return nil }
+func (s *floatSample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
+func (s *floatSample) Copy() chunks.Sample           { c := *s; return &c }
 
 // rebuiltBase is where a rebuilt counter that begins in a tier starts: far enough from 0
 // that PromQL never limits a rate's extrapolation at a zero the counter never had (a
