@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hindsight-metrics/hindsight/deploy/grafana"
 	"github.com/hindsight-metrics/hindsight/test/cluster"
 )
 
@@ -344,6 +345,90 @@ func TestHistory(t *testing.T) {
 				t.Errorf("max_source_resolution=%s answers otherwise than raw with no tier window:\n%.300s\nraw:\n%.300s", res, bodies[res], bodies["raw"])
 			}
 		}
+	})
+
+	t.Run("grafana dashboard", func(t *testing.T) {
+		// Every query of deploy/grafana/hindsight.json as Grafana sends it through the
+		// provisioned data source (max_source_resolution=auto), its variables set to this
+		// test's objects: each answers with data, and each variable lists them.
+		raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "hindsight.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := grafana.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		token, err := readerToken(ctx, c, "kube-system", "promtool", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc, err := tokenHTTP(c, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from, to := phases[0].from.Truncate(10*time.Second), phases[2].to.Truncate(10*time.Second)
+		vars := map[string]string{"node": node, "namespace": "hist", "workload": "web", "pod": "solo",
+			"__rate_interval": "40s", "__interval": "10s", "__range": fmt.Sprintf("%ds", int(to.Sub(from).Seconds()))}
+		panels, err := grafana.PanelQueries(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range panels {
+			expr := grafana.Substitute(q.Expr, vars)
+			form := url.Values{"query": {expr}, "start": {from.UTC().Format(time.RFC3339)}, "end": {to.UTC().Format(time.RFC3339)},
+				"step": {"10s"}, "max_source_resolution": {"auto"}}
+			code, body, err := get(ctx, hc, h.Port, "/prometheus/api/v1/query_range?"+form.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r struct {
+				Data struct {
+					Result []struct {
+						Values [][2]any `json:"values"`
+					} `json:"result"`
+				} `json:"data"`
+			}
+			if code != http.StatusOK {
+				t.Errorf("panel %q %s: %s: %d %.300s", q.Panel, q.RefID, expr, code, body)
+				continue
+			}
+			if err := json.Unmarshal([]byte(body), &r); err != nil {
+				t.Fatal(err)
+			}
+			points := 0
+			for _, s := range r.Data.Result {
+				points += len(s.Values)
+			}
+			if points == 0 {
+				t.Errorf("panel %q %s: %s: no data", q.Panel, q.RefID, expr)
+			}
+		}
+		for _, v := range grafana.VariableQueries(d) {
+			sel, label, err := grafana.LabelValues(grafana.Substitute(v.Expr, vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			form := url.Values{"match[]": {sel}, "start": {from.UTC().Format(time.RFC3339)}, "end": {to.UTC().Format(time.RFC3339)}}
+			code, body, err := get(ctx, hc, h.Port, "/prometheus/api/v1/label/"+label+"/values?"+form.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r struct{ Data []string }
+			if code != http.StatusOK || json.Unmarshal([]byte(body), &r) != nil {
+				t.Fatalf("variable %s: %d %.300s", v.RefID, code, body)
+			}
+			want := vars[v.RefID]
+			found := false
+			for _, value := range r.Data {
+				// The workload variable's regex keeps the name before a pod's suffixes.
+				found = found || value == want || v.RefID == "workload" && strings.HasPrefix(value, want+"-")
+			}
+			if !found {
+				t.Errorf("variable %s: values %v, want %s among them", v.RefID, r.Data, want)
+			}
+		}
+		t.Logf("grafana dashboard: %d panel queries and %d variables answered", len(panels), len(grafana.VariableQueries(d)))
 	})
 
 	t.Run("prometheus API needs node metrics", func(t *testing.T) {
