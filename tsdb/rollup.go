@@ -36,7 +36,10 @@ import (
 // per million raw samples). Scaled, not measured: ten times the samples and a second tier
 // reading them too make about 16 s an hour at 1,000 nodes, some 3 % of the scrape loop's
 // CPU there (2.2 s a round). A pass reads each raw series once per
-// field it writes (four or five); one read per resource would take that down.
+// field it writes (four or five). One read per resource would cut that about four times,
+// but a block's index wants its chunks in series order, field after field: the other
+// fields' encoded chunks of every series of a resource would wait in memory, some 25 MB a
+// pass at 1,000 nodes, against a cost of about 12 s of CPU an hour saved.
 
 // Tier identifies a downsampled tier.
 type Tier uint8
