@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -341,18 +342,51 @@ func (q *downsampledQuerier) selectView(ctx context.Context, def SeriesDef, hint
 		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b *viewSeries) int { return labels.Compare(a.lset, b.lset) })
-	return &viewSet{series: out, i: -1}, nil
+	return &viewSet{series: out, i: -1, info: viewInfo(def, field, segs)}, nil
+}
+
+// viewInfo tells, as a PromQL info annotation (the API's "infos", which Grafana shows on the
+// panel), which source served which span of a selector: "PromQL info: container_cpu_usage_
+// seconds_total read from the 1h tier until 2026-11-28T00:00:00Z, the 5m tier until
+// 2026-11-30T06:00:00Z, then from raw samples".
+func viewInfo(def SeriesDef, field RollupField, segs []viewSegment) annotations.Annotations {
+	var b strings.Builder
+	b.WriteString(def.Name)
+	if def.Resource == ResourceMemory {
+		b.WriteString(" (the windows' " + rollupFieldDefs[field].op + ")")
+	}
+	b.WriteString(" read from")
+	for i, seg := range segs {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		if i > 0 && i == len(segs)-1 {
+			b.WriteString(" then from")
+		}
+		if seg.raw {
+			b.WriteString(" raw samples")
+		} else {
+			b.WriteString(" the " + seg.tier.String() + " tier")
+		}
+		if i < len(segs)-1 {
+			b.WriteString(" until " + time.UnixMilli(seg.hi).UTC().Format(time.RFC3339))
+		}
+	}
+	var a annotations.Annotations
+	a.Add(fmt.Errorf("%w: %s", annotations.PromQLInfo, b.String()))
+	return a
 }
 
 type viewSet struct {
 	series []*viewSeries
 	i      int
+	info   annotations.Annotations
 }
 
 func (s *viewSet) Next() bool                        { s.i++; return s.i < len(s.series) }
 func (s *viewSet) At() storage.Series                { return s.series[s.i] }
 func (s *viewSet) Err() error                        { return nil }
-func (s *viewSet) Warnings() annotations.Annotations { return nil }
+func (s *viewSet) Warnings() annotations.Annotations { return s.info }
 
 func (v *viewSeries) Labels() labels.Labels { return v.lset }
 

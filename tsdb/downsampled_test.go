@@ -306,6 +306,7 @@ func TestDownsampledPromQL(t *testing.T) {
 	start := w.start.Truncate(time.Hour).Add(7 * time.Hour)
 	end := w.end.Truncate(time.Hour)
 	var samples int64 // the last query's
+	var infos []string
 	run := func(q storage.Queryable, qs string, step time.Duration) promql.Matrix {
 		t.Helper()
 		qry, err := eng.NewRangeQuery(ctx, q, nil, qs, start, end, step)
@@ -318,6 +319,7 @@ func TestDownsampledPromQL(t *testing.T) {
 			t.Fatal(res.Err)
 		}
 		samples = qry.Stats().Samples.TotalSamples
+		_, infos = res.Warnings.AsStrings(qs, 10, 10)
 		m, err := res.Matrix()
 		if err != nil {
 			t.Fatal(err)
@@ -335,6 +337,16 @@ func TestDownsampledPromQL(t *testing.T) {
 	qs := "max_over_time(" + MetricContainerMemory + "[6h])"
 	got := run(view, qs, 6*time.Hour)
 	viewSamples := samples
+	// The response tells which source served which span.
+	_, max1h, _ := db.TierCoverage(Tier1h)
+	wantInfo := "PromQL info: " + MetricContainerMemory + " (the windows' max) read from the 1h tier until " + time.UnixMilli(max1h).UTC().Format(time.RFC3339)
+	if _, max5m, _ := db.TierCoverage(Tier5m); end.UnixMilli() > max5m {
+		t.Fatalf("the query ends at %s, after the 5m tier's %d", end, max5m)
+	}
+	wantInfo += ", then from the 5m tier" // the query ends before the raw samples'
+	if len(infos) != 1 || infos[0] != wantInfo {
+		t.Errorf("infos %q, want %q", infos, wantInfo)
+	}
 	want := run(db.Queryable(), qs, 6*time.Hour)
 	// An hour's window is one sample, where raw has 240.
 	if viewSamples*100 > samples {
