@@ -129,11 +129,21 @@ func readAll(t testing.TB, q storage.Queryable) map[string][]sample {
 		t.Fatal(err)
 	}
 	defer qr.Close()
+	return collectSet(t, qr.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchRegexp, metricNameLabel, ".+")))
+}
+
+// collectSet reads a sorted series set: every series' float samples by its labels.
+func collectSet(t testing.TB, set storage.SeriesSet) map[string][]sample {
+	t.Helper()
 	out := make(map[string][]sample)
-	ss := qr.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchRegexp, metricNameLabel, ".+"))
 	var it chunkenc.Iterator
-	for ss.Next() {
-		s := ss.At()
+	var prev labels.Labels
+	for set.Next() {
+		s := set.At()
+		if prev.Len() > 0 && labels.Compare(prev, s.Labels()) >= 0 {
+			t.Errorf("series %s after %s: not sorted", s.Labels(), prev)
+		}
+		prev = s.Labels()
 		it = s.Iterator(it)
 		var got []sample
 		for it.Next() == chunkenc.ValFloat {
@@ -145,7 +155,7 @@ func readAll(t testing.TB, q storage.Queryable) map[string][]sample {
 		}
 		out[s.Labels().String()] = got
 	}
-	if err := ss.Err(); err != nil {
+	if err := set.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return out

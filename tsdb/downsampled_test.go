@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 // viewSelect reads metric name through DownsampledQueryable(maxRes, false) with hints, by
@@ -24,31 +23,7 @@ func viewSelect(t *testing.T, db *DB, maxRes time.Duration, hints storage.Select
 		t.Fatal(err)
 	}
 	defer q.Close()
-	set := q.Select(context.Background(), true, &hints, labels.MustNewMatcher(labels.MatchEqual, metricNameLabel, name))
-	out := map[string][]sample{}
-	var it chunkenc.Iterator
-	var prev labels.Labels
-	for set.Next() {
-		s := set.At()
-		if labels.Compare(prev, s.Labels()) >= 0 && prev.Len() > 0 {
-			t.Errorf("series %s after %s: not sorted", s.Labels(), prev)
-		}
-		prev = s.Labels()
-		it = s.Iterator(it)
-		var got []sample
-		for it.Next() == chunkenc.ValFloat {
-			ts, v := it.At()
-			got = append(got, sample{ts, v})
-		}
-		if err := it.Err(); err != nil {
-			t.Fatal(err)
-		}
-		out[s.Labels().String()] = got
-	}
-	if err := set.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return collectSet(t, q.Select(context.Background(), true, &hints, labels.MustNewMatcher(labels.MatchEqual, metricNameLabel, name)))
 }
 
 // sourceAt returns the segment of segs that holds point time ts.
@@ -200,20 +175,7 @@ func viewSegmentsSelect(t *testing.T, db *DB, segs []viewSegment, hints storage.
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]sample{}
-	for set.Next() {
-		it := set.At().Iterator(nil)
-		var got []sample
-		for it.Next() == chunkenc.ValFloat {
-			ts, v := it.At()
-			got = append(got, sample{ts, v})
-		}
-		if err := it.Err(); err != nil {
-			t.Fatal(err)
-		}
-		out[set.At().Labels().String()] = got
-	}
-	return out
+	return collectSet(t, set)
 }
 
 // TestDownsampledCounter checks the rebuilt CPU counter: it never decreases, and between

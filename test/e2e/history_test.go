@@ -225,6 +225,16 @@ func TestHistory(t *testing.T) {
 	if err := prom.configure(ctx, c, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
+	// A cluster-wide reader's client for the Prometheus API, the same ServiceAccount as
+	// promtool's: what Grafana's provisioned data source is.
+	readerTok, err := readerToken(ctx, c, "kube-system", "promtool", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := tokenHTTP(c, readerTok)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("p95", func(t *testing.T) {
 		// Over the second and third phases: about as many 10 s intervals at 300m as at
@@ -310,21 +320,13 @@ func TestHistory(t *testing.T) {
 		// Thanos' parameter through the real server: accepted, checked, and while no tier
 		// holds a window yet (the store is minutes old) every value comes from the raw
 		// samples, so the answers are the raw one's.
-		token, err := readerToken(ctx, c, "kube-system", "promtool", true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hc, err := tokenHTTP(c, token)
-		if err != nil {
-			t.Fatal(err)
-		}
 		from, to := phases[0].from.Truncate(10*time.Second), phases[2].to.Truncate(10*time.Second)
 		form := url.Values{"query": {`rate(pod_cpu_usage_seconds_total{namespace="hist",pod="solo"}[30s])`},
 			"start": {from.UTC().Format(time.RFC3339)}, "end": {to.UTC().Format(time.RFC3339)}, "step": {"10s"}}
 		bodies := map[string]string{}
 		for _, res := range []string{"raw", "auto", "1h", "fine"} {
 			form.Set("max_source_resolution", res)
-			code, body, err := get(ctx, hc, h.Port, "/prometheus/api/v1/query_range?"+form.Encode())
+			code, body, err := get(ctx, reader, h.Port, "/prometheus/api/v1/query_range?"+form.Encode())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -359,14 +361,6 @@ func TestHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		token, err := readerToken(ctx, c, "kube-system", "promtool", true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hc, err := tokenHTTP(c, token)
-		if err != nil {
-			t.Fatal(err)
-		}
 		from, to := phases[0].from.Truncate(10*time.Second), phases[2].to.Truncate(10*time.Second)
 		vars := map[string]string{"node": node, "namespace": "hist", "workload": "web", "pod": "solo",
 			"__rate_interval": "40s", "__interval": "10s", "__range": fmt.Sprintf("%ds", int(to.Sub(from).Seconds()))}
@@ -378,7 +372,7 @@ func TestHistory(t *testing.T) {
 			expr := grafana.Substitute(q.Expr, vars)
 			form := url.Values{"query": {expr}, "start": {from.UTC().Format(time.RFC3339)}, "end": {to.UTC().Format(time.RFC3339)},
 				"step": {"10s"}, "max_source_resolution": {"auto"}}
-			code, body, err := get(ctx, hc, h.Port, "/prometheus/api/v1/query_range?"+form.Encode())
+			code, body, err := get(ctx, reader, h.Port, "/prometheus/api/v1/query_range?"+form.Encode())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -410,7 +404,7 @@ func TestHistory(t *testing.T) {
 				t.Fatal(err)
 			}
 			form := url.Values{"match[]": {sel}, "start": {from.UTC().Format(time.RFC3339)}, "end": {to.UTC().Format(time.RFC3339)}}
-			code, body, err := get(ctx, hc, h.Port, "/prometheus/api/v1/label/"+label+"/values?"+form.Encode())
+			code, body, err := get(ctx, reader, h.Port, "/prometheus/api/v1/label/"+label+"/values?"+form.Encode())
 			if err != nil {
 				t.Fatal(err)
 			}
