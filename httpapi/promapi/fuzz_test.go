@@ -17,10 +17,17 @@ func FuzzHandler(f *testing.F) {
 		"query=up", "query=rate(node_cpu_usage_seconds_total[1m])&start=1767225600&end=1767226200&step=15",
 		"match[]=node_cpu_usage_seconds_total", "match[]={node=~\"node-.*\"}&limit=1", "", "start=x",
 		"query=%zz", "query=sum(rate(x[5m:1s]))&timeout=0.01", "query=1&time=NaN&limit=-1",
+		"query=up&max_source_resolution=auto", "query=up&max_source_resolution=-1h", "query=up&max_source_resolution=1e400h",
+		"query=node_memory_working_set_bytes&start=1767225600&end=1767226200&step=1h&max_source_resolution=auto",
 	} {
 		f.Add(uint8(i), raw, i%2 == 0)
 	}
-	h := newHandler(f, openDB(f), func(c *Config) { c.Timeout = time.Second; c.MaxSamples = 100_000 })
+	db := openDB(f)
+	h := newHandler(f, db, func(c *Config) {
+		c.Timeout = time.Second
+		c.MaxSamples = 100_000
+		c.Downsampled = &fakeDownsampler{Queryable: db, resolutions: []time.Duration{5 * time.Minute, time.Hour}}
+	})
 	f.Fuzz(func(t *testing.T, which uint8, raw string, post bool) {
 		path := prefix + paths[int(which)%len(paths)]
 		var r *http.Request
