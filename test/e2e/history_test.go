@@ -225,13 +225,9 @@ func TestHistory(t *testing.T) {
 	if err := prom.configure(ctx, c, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
-	// A cluster-wide reader's client for the Prometheus API, the same ServiceAccount as
-	// promtool's: what Grafana's provisioned data source is.
-	readerTok, err := readerToken(ctx, c, "kube-system", "promtool", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader, err := tokenHTTP(c, readerTok)
+	// A cluster-wide reader's client for the Prometheus API, with promtool's token: what
+	// Grafana's provisioned data source is.
+	reader, err := tokenHTTP(c, prom.token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,6 +585,7 @@ type sample struct {
 // promtool runs the real promtool against Hindsight's Prometheus-compatible API.
 type promtool struct {
 	bin, server, config string
+	token               string // the ServiceAccount token configure writes for it
 }
 
 // configure writes promtool's HTTP configuration: the cluster CA and a token of a
@@ -599,6 +596,7 @@ func (p *promtool) configure(ctx context.Context, c *cluster.Cluster, dir string
 	if err != nil {
 		return err
 	}
+	p.token = token
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		return err
