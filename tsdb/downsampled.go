@@ -32,7 +32,10 @@ import (
 // over [1h] reads the 5m tier, not the 1h one, and rate over [5m] the raw samples.
 //
 // A tier's window (s, s+R] becomes one point stamped s+R: the end of what it summarises,
-// so that no point tells of samples after its time.
+// so that no point tells of samples after its time. A window is read only when it lies
+// wholly in the selector's range, as the TSDB trims raw samples to it: a window across the
+// range's start (the tenancy's start of a namespace's incarnation, say) tells of samples
+// before it, and is left out.
 //   - Memory (a gauge): the window's avg in bytes, or its max when the selector is inside
 //     max_over_time or max, its min inside min_over_time or min (Prometheus' hints name
 //     the innermost function or aggregation around the selector). So
@@ -41,8 +44,8 @@ import (
 //   - CPU (a counter): the counter is rebuilt from the windows' avg × covered time, which
 //     is the core-seconds the intervals within the window used by Range's rules (range.go:
 //     an interval longer than the gap bound or across a counter reset counts nothing). Its
-//     value starts at 0 at the series' first point from a tier (or at its first raw sample
-//     when the series begins in the raw part) and then only grows, across the junctions
+//     value starts at rebuiltBase at the series' first point from a tier (or at its first
+//     raw sample when the series begins in the raw part) and then only grows, across the junctions
 //     between tiers and raw samples too: an interval across a junction is split at it, its
 //     part before the junction counted at a point stamped there. rate, increase and irate
 //     over it are therefore the history API's avg of the same span; the counter's absolute
@@ -252,7 +255,6 @@ type viewSeries struct {
 	key   string        // the labels without the name
 	parts []viewPart
 	def   SeriesDef
-	field RollupField
 	gap   int64
 	tiers bool // some part is from a tier
 }
@@ -268,7 +270,7 @@ func (q *downsampledQuerier) selectView(ctx context.Context, def SeriesDef, hint
 		if s == nil {
 			b := labels.NewBuilder(key)
 			b.Set(metricNameLabel, def.Name)
-			s = &viewSeries{lset: b.Labels(), key: k, def: def, field: field, gap: gap}
+			s = &viewSeries{lset: b.Labels(), key: k, def: def, gap: gap}
 			byKey[k] = s
 		}
 		return s
@@ -305,8 +307,8 @@ func (q *downsampledQuerier) selectView(ctx context.Context, def SeriesDef, hint
 			continue
 		}
 		res := seg.tier.Resolution().Milliseconds()
-		// Points (lo, hi] are windows stamped (lo-R, hi-R].
-		from, to := seg.lo-res+1, seg.hi-res
+		// The windows (s, s+R] within (lo, hi]: stamped [lo, hi-R].
+		from, to := seg.lo, seg.hi-res
 		fields := []RollupField{field}
 		if def.Resource == ResourceCPU {
 			fields = []RollupField{FieldCPUAvg, FieldCPUCovered}
@@ -449,7 +451,7 @@ func (it *viewBuilder) fill(i int) error {
 	if v.def.Resource == ResourceMemory {
 		for it.it[0].Next() == chunkenc.ValFloat {
 			t, f := it.it[0].At()
-			if t+res > p.seg.lo && t+res <= p.seg.hi {
+			if t >= p.seg.lo && t+res <= p.seg.hi {
 				it.points = append(it.points, floatSample{t: t + res, f: f * 1024})
 			}
 		}
@@ -462,14 +464,17 @@ func (it *viewBuilder) fill(i int) error {
 	}
 	for it.it[0].Next() == chunkenc.ValFloat {
 		if it.it[1].Next() != chunkenc.ValFloat {
-			break
+			if err := it.it[1].Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("tier %s: %s: more avg windows than covered ones", p.seg.tier, v.lset)
 		}
 		t, avg := it.it[0].At()
 		tc, covered := it.it[1].At()
 		if t != tc {
 			return fmt.Errorf("tier %s: %s: avg at %d, covered at %d", p.seg.tier, v.lset, t, tc)
 		}
-		if t+res <= p.seg.lo || t+res > p.seg.hi {
+		if t < p.seg.lo || t+res > p.seg.hi {
 			continue
 		}
 		it.counter += avg * covered / 1e6
@@ -493,13 +498,13 @@ func (it *viewBuilder) fillRaw(i int) error {
 	had := false
 	for it.it[0].Next() == chunkenc.ValFloat {
 		t, f := it.it[0].At()
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			continue
-		}
 		if !rebuild {
 			if t > lo && t <= hi {
 				it.points = append(it.points, floatSample{t: t, f: f})
 			}
+			continue
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
 			continue
 		}
 		if had && it.started && t > pt && t-pt <= v.gap && f >= pv {
